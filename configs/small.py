@@ -1,0 +1,21 @@
+# CPU demo: a tiny Qwen2 (~0.8M parameters) learns repeated modular addition (data/arith.py).
+# The base model is trained by SFT on levels 1-3 only; RL draws prompts from levels 1-6; "hard" = levels 4-5.
+out_dir = "out/small"
+task = "arith"
+method = "ghpo"
+train_levels = (1, 2, 3, 4, 5, 6)
+eval_levels = (1, 2, 3, 4, 5, 6)
+easy_levels = (1, 2, 3)
+hard_levels = (4, 5)
+eval_per_level = 300
+n_layer = 4
+n_embd = 128
+n_head = 4
+n_kv_head = 2
+n_inner = 384
+base_steps = 400
+rl_steps = 60
+prompts_per_step = 32
+group_size = 8
+max_new_tokens = 64
+lr = 5e-5

@@ -1,0 +1,52 @@
+"""
+Loaders for jsonl datasets in MATH / GSM8K format -> a list of problems {problem, solution, answer, level}.
+
+Every row needs a problem text and a gold answer that verify.py can read. A row whose gold answer is empty or cannot
+be parsed is skipped and counted: the released GHPO code instead gives it a NaN reward, and such a group is then never
+hinted (GHPO_SPEC.md, pitfall 1). A malformed file is an error that names the file and the line.
+"""
+import json
+
+from verify import gold_answer, is_parseable
+
+# field that holds the problem text, per dataset format
+PROBLEM_FIELD = {"math": "problem", "math500": "problem", "gsm8k": "question", "aime24": "problem", "amc23": "problem",
+                 "minerva": "problem", "olympiadbench": "question"}
+
+
+def load_jsonl(path, dataset, levels=None, limit=None):
+    """Problems of a jsonl file in `dataset`'s format (a key of PROBLEM_FIELD). levels: keep only these MATH levels.
+    Returns (problems, skipped) where skipped counts rows whose gold answer was empty or unparseable."""
+    if dataset not in PROBLEM_FIELD:
+        raise ValueError(f"{path}: unknown dataset format {dataset!r}; known: {', '.join(PROBLEM_FIELD)}")
+    problems, skipped = [], 0
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            field = PROBLEM_FIELD[dataset]
+            if not isinstance(row.get(field), str) or not row[field].strip():
+                raise ValueError(f"{path}:{lineno}: missing or empty key {field!r}")
+            level = str(row.get("level", "")).removeprefix("Level ").strip()  # 3, "3" or "Level 3"; "?" is None
+            level = int(level) if level.isdigit() else None
+            if levels is not None and level not in levels:
+                continue
+            answer = gold_answer(row, dataset)
+            if answer is None or not is_parseable(answer):
+                skipped += 1
+                continue
+            solution = row.get("solution", "")
+            if dataset == "gsm8k":  # the worked solution is the answer text before "#### x"
+                solution = row["answer"]
+            if isinstance(solution, list):  # OlympiadBench keeps a list of solutions
+                solution = solution[0] if solution else ""
+            problems.append({"problem": row[field].strip(), "solution": solution, "answer": answer, "level": level})
+            if limit is not None and len(problems) >= limit:
+                break
+    return problems, skipped

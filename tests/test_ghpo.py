@@ -1,0 +1,255 @@
+"""ghpo.py: hints, stage escalation on a scripted sampler, advantages, old log-probs on hinted prompts, method
+switches, configuration errors, dataset loader errors, and a tiny end-to-end run."""
+import json
+import os
+import re
+
+import pytest
+import torch
+
+import ghpo
+import rollout
+from data.arith import build_tokenizer, level_problems, make_splits
+from data.datasets import load_jsonl
+from model import Qwen2, Qwen2Config
+
+
+@pytest.fixture(autouse=True)
+def fresh_config():
+    """configure() writes ghpo's module globals: restore them after every test."""
+    saved = {k: getattr(ghpo, k) for k in ghpo.config_keys}
+    yield
+    for k, v in saved.items():
+        setattr(ghpo, k, v)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_tokenizer([ghpo.hint_template])
+
+# ---- hints
+
+
+def test_hint_is_template_plus_character_prefix():
+    p = level_problems(4)[0]
+    sol = p["solution"]
+    assert ghpo.hint_text(p, 0.0) == ""
+    for w in (0.25, 0.5, 0.75):
+        h = ghpo.hint_text(p, w)
+        assert h == ghpo.hint_template + sol[:round(len(sol) * w)]
+    assert ghpo.hint_template == ("\n The following text is the beginning part of the answer, which you can refer "
+                                  "to for solving the problem:\n")
+    assert ghpo.prompt_text(p, 0.5) == p["problem"] + ghpo.hint_template + sol[:round(len(sol) * 0.5)] + "\n"
+    ghpo.chat_template, ghpo.system_prompt = True, "Be careful."
+    assert ghpo.prompt_text(p, 0.25) == (f"<|im_start|>system\nBe careful.<|im_end|>\n<|im_start|>user\n"
+                                         f"{p['problem']}{ghpo.hint_text(p, 0.25)}<|im_end|>\n"
+                                         "<|im_start|>assistant\n")
+
+# ---- escalation on a scripted sampler
+
+
+def scripted_sampler(tok, needed_ratio, calls):
+    """Stands in for rollout.sample_groups: a problem is answered right only when its prompt carries a hint of at
+    least needed_ratio[problem]; records every batch of prompts it is asked for."""
+    end = tok.token_to_id("<|im_end|>")
+
+    def sample(model, prompts, G, max_new_tokens, **kw):
+        calls.append([tok.decode(p) for p in prompts])
+        rows = []
+        for ids in prompts:
+            text = tok.decode(ids)
+            problem = text.split(ghpo.hint_template)[0].rstrip("\n")
+            hint = text.split(ghpo.hint_template)[1][:-1] if ghpo.hint_template in text else ""
+            p = needed_ratio[problem]
+            ratio = 0.0 if not hint else round(len(hint) / len(p["solution"]), 2)
+            answer = p["answer"] if ratio >= p["needs"] else str((int(p["answer"]) + 1) % 100)
+            completion = tok.encode(f"\\boxed{{{answer}}}").ids + [end]
+            rows += [completion] * G
+        T = max(map(len, rows))
+        tokens = torch.tensor([r + [0] * (T - len(r)) for r in rows])
+        mask = torch.tensor([[1] * len(r) + [0] * (T - len(r)) for r in rows], dtype=torch.bool)
+        return dict(tokens=tokens, mask=mask, logprobs=torch.zeros(tokens.shape), lengths=mask.sum(1),
+                    finish_reason=["stop"] * len(rows), prompt_index=torch.arange(len(prompts)).repeat_interleave(G))
+    return sample
+
+
+@pytest.fixture
+def scripted(tok, monkeypatch):
+    problems = [dict(level_problems(5)[i]) for i in range(5)]
+    for p, needs in zip(problems, (0.0, 0.25, 0.5, 0.75, 2.0)):  # 2.0: unsolvable even with the last hint
+        p["needs"] = needs
+    by_text = {p["problem"]: p for p in problems}
+    calls = []
+    monkeypatch.setattr(rollout, "sample_groups", scripted_sampler(tok, by_text, calls))
+    ghpo.group_size = 4
+    return problems, calls
+
+
+def test_ghpo_escalates_stages_and_regenerates_whole_groups(tok, scripted):
+    problems, calls = scripted
+    ghpo.method = "ghpo"
+    groups, stage = ghpo.rollout_with_hints(None, tok, problems, step=0, stop_ids=[], generator=None)
+    assert stage == [0, 1, 2, 3, 3]
+    assert [g["ratio"] for g in groups] == [0.0, 0.25, 0.5, 0.75, 0.75]
+    assert [int(g["acc"].sum()) for g in groups] == [4, 4, 4, 4, 0]  # the last stays all wrong after 0.75
+    # one batch per stage, each holding exactly the groups that were still all wrong
+    assert [len(c) for c in calls] == [5, 4, 3, 2]
+    for g in groups:  # the whole group comes from one prompt: hinted and unhinted samples never mix
+        assert g["tokens"].shape[0] == 4 and len(set(map(tuple, g["tokens"].tolist()))) == 1
+        assert tok.decode(g["prompt"]) == ghpo.prompt_text(g["problem"], g["ratio"])
+
+
+def test_cold_start_and_baselines_do_not_hint(tok, scripted):
+    problems, calls = scripted
+    ghpo.method, ghpo.start_hint_step = "ghpo", 10
+    _, stage = ghpo.rollout_with_hints(None, tok, problems, step=9, stop_ids=[], generator=None)
+    assert stage == [0] * 5 and len(calls) == 1
+    _, stage = ghpo.rollout_with_hints(None, tok, problems, step=10, stop_ids=[], generator=None)
+    assert stage == [0, 1, 2, 3, 3]
+    for method in ("grpo", "grpo_cl", "dapo"):
+        ghpo.method = method
+        calls.clear()
+        groups, stage = ghpo.rollout_with_hints(None, tok, problems, step=50, stop_ids=[], generator=None)
+        assert stage == [0] * 5 and len(calls) == 1 and all(g["ratio"] == 0 for g in groups)
+    ghpo.method = "grpo_cl_hint"  # a fixed 50% hint on every problem, no detection
+    calls.clear()
+    groups, stage = ghpo.rollout_with_hints(None, tok, problems, step=50, stop_ids=[], generator=None)
+    assert len(calls) == 1 and all(g["ratio"] == 0.5 for g in groups)
+    assert [int(g["acc"].sum()) for g in groups] == [4, 4, 4, 0, 0]
+
+
+def test_curriculum_order_and_dapo_filter():
+    train, _ = make_splits((1, 2, 3), 300)
+    ghpo.method, ghpo.seed = "grpo", 1
+    shuffled = ghpo.problem_order(train)
+    assert sorted(p["problem"] for p in shuffled) == sorted(p["problem"] for p in train)
+    assert [p["level"] for p in shuffled[:50]] != sorted(p["level"] for p in shuffled[:50])
+    for method in ("grpo_cl", "grpo_cl_hint"):
+        ghpo.method = method
+        levels = [p["level"] for p in ghpo.problem_order(train)]
+        assert levels == sorted(levels)
+    acc = torch.tensor([[0., 0, 0, 0], [1, 0, 1, 0], [1, 1, 1, 1], [0, 0, 0, 1]])
+    ghpo.method = "dapo"
+    assert ghpo.trained_groups(acc) == [1, 3]
+    ghpo.method = "ghpo"
+    assert ghpo.trained_groups(acc) == [0, 1, 2, 3]
+
+# ---- advantages and the update
+
+
+def test_group_advantages():
+    r = torch.tensor([[1., 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0], [1.5, 0.5, 1, 1]])
+    a = ghpo.group_advantages(r)
+    std = torch.tensor([0., 0, 0, 1]).std()  # unbiased
+    torch.testing.assert_close(a[0], (r[0] - 0.25) / (std + 1e-4))
+    assert torch.equal(a[1], torch.zeros(4)) and torch.equal(a[2], torch.zeros(4))  # no signal: zero advantage
+    torch.testing.assert_close(a[3], (r[3] - 1.0) / (r[3].std() + 1e-4))
+
+
+def tiny_model(vocab):
+    cfg = Qwen2Config(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    return Qwen2.from_config(cfg, seed=0)
+
+
+def test_old_logprobs_use_the_hinted_prompt_and_ppo_epochs(tok):
+    model = tiny_model(tok.get_vocab_size())
+    p = level_problems(4)[3]
+    completion = tok.encode(p["solution"]).ids
+    group = lambda ratio: dict(prompt=tok.encode(ghpo.prompt_text(p, ratio)).ids, tokens=torch.tensor([completion]),
+                               mask=torch.ones(1, len(completion), dtype=torch.bool))
+    hinted_rows, plain_rows = ghpo.pack_rows([group(0.5)]), ghpo.pack_rows([group(0.0)])
+    old = ghpo.sequence_logprobs(model, hinted_rows, "cpu")[0]  # (1, L-1)
+    ids, targets, mask = ghpo.batch_tensors(hinted_rows, "cpu")
+    with torch.no_grad():
+        full = torch.log_softmax(model(ids[:, :-1]), -1).gather(-1, targets[..., None])[..., 0]
+    m = mask.bool()
+    assert m.sum() == len(completion)
+    torch.testing.assert_close(old[m], full[m], atol=1e-5, rtol=0)  # scored on the prompt actually used
+    plain = ghpo.sequence_logprobs(model, plain_rows, "cpu")[0]
+    assert (plain[ghpo.batch_tensors(plain_rows, "cpu")[2].bool()] - old[m]).abs().max() > 1e-3
+    # two updates of one batch: the first sees ratio 1 (nothing clipped), the second a moved policy
+    ghpo.ppo_epochs, ghpo.lr, ghpo.eps_low, ghpo.eps_high = 2, 1e-2, 0.01, 0.01
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    rows = hinted_rows * 2
+    _, stats, updated = ghpo.policy_update(model, opt, rows, torch.tensor([1.0, -1.0]), None, "cpu")
+    assert updated and len(stats) == 2
+    assert stats[0]["clip_frac"] == 0.0 and stats[1]["clip_frac"] > 0.0
+
+# ---- configuration
+
+
+def test_config_overrides_are_type_checked(tmp_path):
+    cfg = ghpo.configure(["--config", "small.py", "--method=grpo", "--seed=3", "--out_dir=out/x", "--lr=1e-4",
+                          "--hint_ratios=(0.5,0.75)", "--chat_template=true"], vars(ghpo))
+    assert (cfg["method"], cfg["seed"], cfg["out_dir"], cfg["lr"]) == ("grpo", 3, "out/x", 1e-4)
+    assert cfg["hint_ratios"] == (0.5, 0.75) and cfg["chat_template"] is True
+    with pytest.raises(ValueError, match=r"--seed: seed must be int"):
+        ghpo.configure(["--seed=abc"], vars(ghpo))
+    with pytest.raises(ValueError, match=r"unknown config key 'learning_rate'.*did you mean"):
+        ghpo.configure(["--learning_rate=1"], vars(ghpo))
+    with pytest.raises(ValueError, match=r"unknown config key 'hint_ratio'; did you mean hint_ratios"):
+        ghpo.configure(["--hint_ratio=0.5"], vars(ghpo))
+    with pytest.raises(ValueError, match=r"method must be one of"):
+        ghpo.configure(["--method=ppo"], vars(ghpo))
+    bad = tmp_path / "bad.py"
+    bad.write_text("seed = 1\ngroup_sise = 8\n")
+    with pytest.raises(ValueError, match=rf"{re.escape(str(bad))}:2: unknown config key 'group_sise'.*group_size"):
+        ghpo.configure(["--config", str(bad)], vars(ghpo))
+    bad.write_text("rl_steps = 'ten'\n")
+    with pytest.raises(ValueError, match=rf"{re.escape(str(bad))}:1: rl_steps must be int"):
+        ghpo.configure([f"--config={bad}"], vars(ghpo))
+    with pytest.raises(FileNotFoundError, match="nowhere.py"):
+        ghpo.configure(["--config", "nowhere.py"], vars(ghpo))
+
+# ---- dataset loaders
+
+
+def test_dataset_loader_errors_name_file_and_line(tmp_path):
+    f = tmp_path / "train.jsonl"
+    rows = [{"problem": "1+1?", "solution": "It is $\\boxed{2}$.", "answer": "2", "level": 3},
+            {"problem": "Empty gold", "solution": "\\boxed{}", "answer": "", "level": 3},
+            {"problem": "x?", "solution": "\\boxed{5}", "answer": "5", "level": "Level 5"}]
+    f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    problems, skipped = load_jsonl(f, "math")
+    assert [p["answer"] for p in problems] == ["2", "5"] and skipped == 1
+    assert load_jsonl(f, "math", levels={5})[0][0]["problem"] == "x?"
+    f.write_text(json.dumps(rows[0]) + "\n{not json\n")
+    with pytest.raises(ValueError, match=rf"{re.escape(str(f))}:2: invalid JSON"):
+        load_jsonl(f, "math")
+    f.write_text(json.dumps({"solution": "\\boxed{1}", "answer": "1"}) + "\n")
+    with pytest.raises(ValueError, match=rf"{re.escape(str(f))}:1: missing or empty key 'problem'"):
+        load_jsonl(f, "math")
+    with pytest.raises(ValueError, match="unknown dataset format 'mmlu'"):
+        load_jsonl(f, "mmlu")
+    g = tmp_path / "gsm.jsonl"
+    g.write_text(json.dumps({"question": "2+2?", "answer": "2+2=<<2+2=4>>4\n#### 4"}) + "\n")
+    assert load_jsonl(g, "gsm8k")[0][0]["answer"] == "4"
+
+# ---- end to end
+
+
+def test_tiny_end_to_end_run(tmp_path):
+    out = tmp_path / "run"
+    args = ["--config", "small.py", f"--out_dir={out}", f"--base_cache={tmp_path / 'base'}", "--n_layer=1",
+            "--n_embd=32", "--n_head=2", "--n_kv_head=1", "--n_inner=64", "--base_steps=30", "--base_batch=8",
+            "--base_row_len=128", "--rl_steps=3", "--prompts_per_step=4", "--group_size=4", "--eval_per_level=8",
+            "--probe_per_level=4", "--max_new_tokens=24", "--micro_batch=8", "--eval_levels=(1,4)",
+            "--train_levels=(1,4)", "--hard_levels=(4,)"]
+    summary = ghpo.main(args)
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["method"] == "ghpo" and saved["seed"] == 0 and saved["wall_seconds"] > 0
+    for key in ("eval_before", "eval_after"):
+        assert set(saved[key]) == {"L1", "L4", "easy", "hard"}
+        assert all(0.0 <= v <= 1.0 for v in saved[key].values())
+    assert set(saved["hint_probe"]) == {"0.0", "0.25", "0.5", "0.75"}
+    assert set(saved["step_probe"]["L4"]) == {"1", "2", "3", "4", "5"}
+    lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in lines] == [0, 1, 2]
+    assert {"reward", "accuracy", "hinted", "response_len", "grad_norm", "tokens_per_s"} <= set(lines[0])
+    assert os.path.isfile(out / "model" / "model.safetensors")
+    assert summary["eval_after"] == saved["eval_after"]
+    # a second method from the same seed reuses the cached base model (same starting accuracy)
+    ghpo.main(args + ["--method=grpo", f"--out_dir={tmp_path / 'grpo'}"])
+    other = json.loads((tmp_path / "grpo" / "summary.json").read_text())
+    assert other["eval_before"] == saved["eval_before"] and len(os.listdir(tmp_path / "base")) == 1
