@@ -1,0 +1,228 @@
+"""
+verify.py against math-verify (HuggingFace's grader, used by the official GHPO code) on pairs built from the real
+datasets in data/: each gold answer against equivalent rewrites of itself (variants: \\dfrac, a/b, decimals, 'x =',
+reordered lists, set braces, intervals as inequalities, thousands commas, \\left( \\right), ...), against wrong
+answers in its own format (n+1, a swapped fraction, a reversed tuple), against decimal approximations of exact
+answers (approx10: 10 significant digits, approx3: 3), and against other problems' gold answers. Prints the
+agreement rate, every disagreement, how often each side accepts each kind of pair, and verify.py's time per
+call.
+
+    pip install math-verify==0.9.0     # bench-only dependency (pulls latex2sympy2_extended; does not touch torch)
+    python bench/verify.py [--limit N]
+
+Ends with one line: verify: agreement=<x> pairs=<n> disagreements=<k> median_ms=<y> ...
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import sympy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+import verify as V  # noqa: E402
+from test_verify import HOSTILE  # noqa: E402  (code injection, power towers, deep nesting, huge and odd inputs)
+
+DATA = os.path.join(ROOT, "data")
+FILES = {"math500": "math500_test.jsonl", "gsm8k": "gsm8k_test.jsonl", "aime24": "aime24_test.jsonl",
+         "amc23": "amc23_test.jsonl", "minerva": "minerva_math_test.jsonl", "olympiadbench": "olympiadbench_test.jsonl"}
+
+
+def golds(dataset, limit):
+    with open(os.path.join(DATA, FILES[dataset]), encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f][:limit]
+    return [g for g in (V.gold_answer(r, dataset) for r in rows) if g is not None]
+
+
+def variants(gold):
+    """Rewrites of a gold answer that keep its value (each rule is value-preserving by construction)."""
+    g = gold.strip().strip("$") if gold.count("$") == 2 else gold
+    out = []
+    if "\\frac" in g:
+        out.append(g.replace("\\frac", "\\dfrac"))
+    m = re.fullmatch(r"(-?)\\frac\{(\d+)\}\{(\d+)\}", g)
+    if m:
+        out.append(f"{m.group(1)}{m.group(2)}/{m.group(3)}")
+        p, q = int(m.group(2)), int(m.group(3))
+        if q and all(f in (2, 5) for f in _factors(q)) and len(str(p * 10 ** 8 // q)) < 15:
+            out.append(m.group(1) + _decimal(p, q))
+    if re.fullmatch(r"-?\d+", g):
+        n = int(g)
+        out += [f"{n}.0", f"x = {n}"]
+        if abs(n) >= 1000:
+            out.append(f"{n:,}")
+        if g.lstrip("-").startswith("0") and n != 0:
+            out.append(str(n))  # AIME's 025 written 25
+    if re.fullmatch(r"-?\d+\.\d+", g):
+        out.append(g + "0")
+    if re.search(r"\\sqrt\{\d+\}", g):
+        out.append(re.sub(r"\\sqrt\{(\d+)\}", r"(\1)^{1/2}", g))
+        if not re.search(r"\d\s*\\sqrt", g):  # without parentheses only where no digit comes before
+            out.append(re.sub(r"\\sqrt\{(\d+)\}", r"\1^{1/2}", g))
+    if g.startswith("(") and g.endswith(")") and g.count("(") == 1:
+        out.append("\\left" + g[:-1] + "\\right)")
+    parts = [p.strip() for p in g.split(",")]
+    if len(parts) > 1 and not re.search(r"[()\[\]{}]|\d,\\!|\d,\d{3}\b", g):  # a list (not 58,500)
+        out.append(", ".join(reversed(parts)))
+        out.append("\\{" + ", ".join(parts) + "\\}")
+    m = re.fullmatch(r"\((-?\d+),\s*\\infty\)|\[(-?\d+),\s*\\infty\)"
+                     r"|\(-\\infty,\s*(-?\d+)\)|\(-\\infty,\s*(-?\d+)\]", g)
+    if m:  # an interval as an inequality
+        op, bound = [("x > ", m.group(1)), ("x \\ge ", m.group(2)), ("x < ", m.group(3)), ("x \\le ", m.group(4))][
+            [i for i in range(4) if m.group(i + 1) is not None][0]]
+        out.append(op + bound)
+    if "+" in g and "," not in g and "=" not in g and "(" not in g and "{" not in g:
+        a, b = g.split("+", 1)
+        if a.strip() and b.strip() and "-" not in b:
+            out.append(f"{b.strip()} + {a.strip()}")  # a + b -> b + a
+    m = re.fullmatch(r"\\text\{(\w+)\}", g)
+    if m:
+        out.append(m.group(1))
+    return [v for v in out if v != gold]
+
+
+def _factors(q):
+    f, d = [], 2
+    while d * d <= q:
+        while q % d == 0:
+            f.append(d)
+            q //= d
+        d += 1
+    return f + ([q] if q > 1 else [])
+
+
+def _decimal(p, q):
+    whole, rest = divmod(p, q)
+    digits = ""
+    while rest and len(digits) < 20:
+        rest *= 10
+        digits += str(rest // q)
+        rest %= q
+    return f"{whole}.{digits}" if digits else str(whole)
+
+
+def approximations(gold, digits):
+    """The value of an exact, irrational or non-terminating gold answer as a decimal with `digits` significant
+    digits (10 should be accepted, 3 should not)."""
+    s, _ = V.normalize(gold)
+    parsed = V._parse_normalized(s)
+    if parsed is None or parsed[1] or not V._is_expr(parsed[0]) or parsed[0].free_symbols or parsed[0].is_Integer:
+        return []
+    value = complex(sympy.N(parsed[0], 30))
+    if value.imag != 0 or value.real == 0 or (parsed[0].is_Rational and set(_factors(parsed[0].q)) <= {2, 5}):
+        return []  # complex, underflowing, or a terminating decimal (its rounding would be exact or wrong)
+    mant, _, exp = f"{value.real:.{digits}g}".partition("e")
+    return [mant if not exp else f"{mant} \\times 10^{{{int(exp)}}}"]
+
+
+def wrong_answers(gold):
+    """Answers in the gold's own format that are wrong."""
+    g = gold.strip().strip("$") if gold.count("$") == 2 else gold
+    out = []
+    if re.fullmatch(r"-?\d+", g):
+        out.append(str(int(g) + 1))
+    m = re.fullmatch(r"(-?)\\frac\{(\d+)\}\{(\d+)\}", g)
+    if m and m.group(2) != m.group(3):
+        out.append(f"{m.group(1)}\\frac{{{m.group(3)}}}{{{m.group(2)}}}")
+    m = re.fullmatch(r"\((-?\d+),\s*(-?\d+)\)", g)
+    if m and m.group(1) != m.group(2):
+        out.append(f"({m.group(2)}, {m.group(1)})")
+    return out
+
+
+def boxed(answer):
+    return f"Let me think step by step.\nSo the answer is $\\boxed{{{answer}}}$."
+
+
+def hostile_max_ms():
+    """Slowest verify() call on the hostile inputs, bare and boxed."""
+    worst = 0.0
+    for text in HOSTILE:
+        for completion in (text, boxed(text)):
+            t = time.perf_counter()
+            assert V.verify(completion, "42") is False
+            worst = max(worst, (time.perf_counter() - t) * 1e3)
+    return worst
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--limit", type=int, default=None, help="rows per dataset (default: all; gsm8k capped at 300)")
+    args = ap.parse_args()
+    try:
+        from math_verify import parse as mv_parse, verify as mv_verify
+    except ImportError:
+        sys.exit("bench/verify.py needs math-verify: pip install math-verify==0.9.0")
+
+    pairs = []  # (dataset, kind, gold, answer)
+    for dataset in FILES:
+        limit = args.limit or (300 if dataset == "gsm8k" else None)
+        gs = golds(dataset, limit)
+        for i, g in enumerate(gs):
+            pairs += [(dataset, "variant", g, v) for v in variants(g)]
+            pairs += [(dataset, "wrong", g, w) for w in wrong_answers(g)]
+            pairs += [(dataset, "approx10", g, a) for a in approximations(g, 10)]
+            pairs += [(dataset, "approx3", g, a) for a in approximations(g, 3)]
+            pairs.append((dataset, "other", g, gs[(i + 1) % len(gs)]))
+
+    agree, disagreements, ours_ms, cold_ms, theirs_ms = 0, [], [], [], []
+    accepted = {}  # kind -> [ours accepted, theirs accepted, count]
+    for dataset, kind, gold, answer in pairs:
+        completion = boxed(answer)
+        V._parse_normalized.cache_clear()  # cold: both answers parsed from scratch
+        t = time.perf_counter()
+        V.verify(completion, gold)
+        cold_ms.append((time.perf_counter() - t) * 1e3)
+        t = time.perf_counter()  # warm: the gold answer's parse is cached, as in training (G samples per problem)
+        ours = V.verify(completion, gold)
+        ours_ms.append((time.perf_counter() - t) * 1e3)
+        t = time.perf_counter()
+        try:
+            theirs = bool(mv_verify(mv_parse("\\boxed{" + gold.replace("$", "") + "}"), mv_parse(completion)))
+        except Exception as e:  # math-verify raising is counted as a rejection
+            theirs = False
+            print(f"math-verify raised {type(e).__name__} on {gold!r} / {answer!r}")
+        theirs_ms.append((time.perf_counter() - t) * 1e3)
+        a = accepted.setdefault(kind, [0, 0, 0])
+        a[0] += ours
+        a[1] += theirs
+        a[2] += 1
+        if ours == theirs:
+            agree += 1
+        else:
+            disagreements.append((dataset, kind, gold, answer, ours, theirs))
+
+    print(f"{len(pairs)} pairs from {', '.join(FILES)}")
+    for kind, (o, t, n) in accepted.items():
+        print(f"  {kind:8} n={n:5}  accepted by verify.py {o / n:.3f}  by math-verify {t / n:.3f}")
+    print(f"disagreements ({len(disagreements)}):")
+    for dataset, kind, gold, answer, ours, theirs in disagreements:
+        print(f"  [{dataset}/{kind}] gold={gold!r} answer={answer!r} verify.py={ours} math-verify={theirs}")
+    with open(os.path.join(DATA, FILES["math500"]), encoding="utf-8") as f:
+        math500 = [json.loads(line) for line in f]
+    self_ok = sum(V.verify(boxed(r["answer"]), r["answer"]) for r in math500)
+    solution_ok = sum(V.verify(r["solution"], r["answer"]) for r in math500)
+    print(f"MATH-500: gold vs itself {self_ok}/{len(math500)}, gold vs its solution's last box "
+          f"{solution_ok}/{len(math500)}")
+    main_ms = hostile_max_ms()
+    with ThreadPoolExecutor(1) as pool:  # no SIGALRM in a worker thread: the deadline checks alone
+        thread_ms = pool.submit(hostile_max_ms).result()
+    print(f"hostile inputs ({len(HOSTILE)}, bare and boxed): slowest {main_ms:.1f} ms (main thread), "
+          f"{thread_ms:.1f} ms (worker thread); TIME_LIMIT_S={V.TIME_LIMIT_S}")
+    q = statistics.quantiles(ours_ms, n=100)
+    print(f"verify.py ms per call: median {statistics.median(ours_ms):.3f} (gold cached), "
+          f"{statistics.median(cold_ms):.3f} (cold), p99 {q[98]:.3f}, max {max(ours_ms + cold_ms):.1f}; "
+          f"math-verify median {statistics.median(theirs_ms):.3f}")
+    print(f"verify: agreement={agree / len(pairs):.4f} pairs={len(pairs)} disagreements={len(disagreements)} "
+          f"median_ms={statistics.median(ours_ms):.3f} median_cold_ms={statistics.median(cold_ms):.3f} "
+          f"p99_ms={q[98]:.3f} mathverify_median_ms={statistics.median(theirs_ms):.3f} "
+          f"math500_solution={solution_ok}/{len(math500)} hostile_max_ms={max(main_ms, thread_ms):.1f}")
+
+
+if __name__ == "__main__":
+    main()

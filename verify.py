@@ -1,0 +1,1266 @@
+"""
+Answer extraction and equivalence checking for math RL rewards, safe on hostile model output.
+
+    extract_answer(text) -> str | None     the last \\boxed{...} (or \\fbox, GSM8K's '#### x', then a fallback)
+    verify(completion, gold) -> bool       is the completion's answer equivalent to the gold answer? never raises
+    gold_answer(row, dataset) -> str|None  a dataset row's gold answer, None when empty or unparseable
+    is_parseable(answer) -> bool           can verify() score against this gold answer?
+
+How two answers are compared (verify): both are normalised (\\dfrac, \\left/\\right, \\text{}, units, degrees, $,
+percent, thousands separators, trailing dots), then compared as strings; if that fails, each is parsed into a value
+and the values are compared. A value is a sympy expression or a structure of them: a tuple or interval (ordered,
+brackets matter), a set or a bare comma list (unordered), a union of intervals (unordered), a matrix (element by
+element), an equation, an inequality or a text answer. `x = 5` compares as `5`, `1 \\pm 2` as the set {3, -1}.
+Two expressions are equal when sympy builds the same object, or else when they agree numerically: constants are
+evaluated with mpmath at 40 digits; expressions with variables are evaluated at 4 fixed pseudo-random points
+(a probabilistic identity test, never simplify()). Relative tolerances: 1e-4 when the gold answer is written as a
+decimal (the Qwen2.5-Math grader's); 1e-6 when the gold answer is exact and the prediction is a decimal (0.333333
+is 1/3, 0.333 is not); otherwise 1e-20 at 40 digits, i.e. exact (an integer gold answer is matched exactly).
+
+Safety: model text is never given to eval, exec, sympify or parse_expr. A small tokenizer and recursive-descent
+parser build sympy objects directly. Inputs are bounded before sympy sees them: answer length, nesting depth,
+total digits of every number built (power towers), factorial and binomial arguments, radicand size, list length.
+Every verify() call has a deadline checked by the parser and the evaluator (thread-safe); in the main thread a
+SIGALRM timer backs it up in case a single sympy call runs long.
+"""
+import cmath
+import math
+import random
+import re
+import signal
+import threading
+import time
+import unicodedata
+from functools import lru_cache
+
+import mpmath
+import sympy
+from sympy import Integer, Rational, Symbol
+
+MAX_COMPLETION_CHARS = 200_000  # longer completions score False (far beyond any generation length we sample)
+MAX_ANSWER_CHARS = 1_000  # longer extracted answers score False
+MAX_DEPTH = 40  # nesting of groups, fractions, exponents, function arguments
+MAX_DIGITS = 5_000  # total decimal digits of all the numbers built while parsing one answer
+MAX_RADICAND_DIGITS = 100  # sympy factorises the base of n**(p/q): 10**3000+1 takes seconds
+MAX_FACTORIAL = 1_000
+MAX_ITEMS = 64  # elements of a list, set, tuple or matrix
+MAX_SYMBOLS = 16
+TIME_LIMIT_S = 0.5  # per verify() call
+REL_TOL_DECIMAL = 1e-4  # gold answer written as a decimal
+REL_TOL_APPROX = 1e-6  # exact gold answer, decimal prediction
+REL_TOL_EXACT = 1e-20  # both exact (evaluated at 40 digits)
+N_POINTS = 4  # sample points for expressions with variables
+
+
+class ParseError(ValueError):
+    pass
+
+
+class _Timeout(BaseException):  # BaseException so that no `except Exception` inside sympy swallows it
+    pass
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# extraction
+
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
+
+
+def _braced(text, i):
+    """The content of the {...} group starting at text[i] (brace-matched, \\{ and \\} skipped), or None."""
+    depth = 0
+    for j in range(i, min(len(text), i + MAX_ANSWER_CHARS + 2)):
+        c = text[j]
+        if c == "\\":  # skip the escaped character (\{ \} \\)
+            continue
+        if j > 0 and text[j - 1] == "\\" and (j < 2 or text[j - 2] != "\\"):
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1:j]
+    return None
+
+
+def last_boxed(text):
+    """Content of the last complete \\boxed{...} / \\fbox{...} (or `\\boxed 5`) in text, else None."""
+    end = len(text)
+    for _ in range(3):  # an unclosed last box (a truncated generation): fall back to the box before it
+        i, cmd = max((text.rfind(c, 0, end), c) for c in _BOX_COMMANDS)
+        if i < 0:
+            return None
+        j = i + len(cmd)
+        if text.startswith("{", j):
+            content = _braced(text, j)
+        elif j < len(text) and text[j] == " ":  # \boxed 5
+            m = re.match(r" +([^\s$]+)", text[j:j + MAX_ANSWER_CHARS])
+            content = m.group(1) if m else None
+        else:
+            content = None
+        if content is not None:
+            return content
+        end = i
+    return None
+
+
+_NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+
+
+def extract_answer(text):
+    """
+    The final answer in a completion: the last \\boxed{...} (or \\fbox); else the text after GSM8K's last '####'
+    up to the end of its line; else (fallback) what follows the last 'answer is' / 'answer:' up to the end of the
+    line or sentence; else the last number in the text. None when there is nothing, or the text is over the limit.
+    """
+    if not isinstance(text, str) or len(text) > MAX_COMPLETION_CHARS:
+        return None
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed.strip() or None
+    for marker in ("####", "answer is", "answer:", "Answer:", "Answer is"):
+        i = text.rfind(marker)
+        if i >= 0:
+            rest = text[i + len(marker):].strip().split("\n")[0]
+            rest = re.split(r"\.\s", rest)[0].strip().strip("$ .:")
+            if rest and len(rest) <= MAX_ANSWER_CHARS:
+                return rest
+    numbers = _NUMBER_RE.findall(text)
+    return numbers[-1].rstrip(",") if numbers else None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# gold answers of the datasets
+
+DATASETS = ("math", "math500", "gsm8k", "aime24", "amc23", "olympiadbench", "minerva")
+
+
+def _field(row, key, dataset):
+    if not isinstance(row, dict) or key not in row:
+        raise ValueError(f"gold_answer: a {dataset!r} row needs the field {key!r}; got "
+                         f"{sorted(row) if isinstance(row, dict) else type(row).__name__}")
+    return row[key]
+
+
+def gold_answer(row, dataset):
+    """The gold answer string of a dataset row; None when it is empty or not parseable (callers skip and count)."""
+    if dataset in ("math", "math500"):  # 'answer' is the last \boxed{} of 'solution'
+        ans = row.get("answer") if isinstance(row, dict) and row.get("answer") else \
+            last_boxed(_field(row, "solution", dataset))
+    elif dataset == "gsm8k":  # worked solution ending in '#### 1,234'
+        text = _field(row, "answer", dataset)
+        ans = text.rsplit("####", 1)[1].replace(",", "") if "####" in text else None
+    elif dataset == "aime24":  # strings, some with leading zeros ('025')
+        ans = str(_field(row, "answer", dataset))
+    elif dataset == "amc23":  # floats such as 27.0
+        x = _field(row, "answer", dataset)
+        ans = str(int(x)) if isinstance(x, (int, float)) and float(x).is_integer() else str(x)
+    elif dataset == "olympiadbench":  # a list of strings, possibly $-wrapped
+        fa = _field(row, "final_answer", dataset)
+        ans = ", ".join(str(a) for a in fa) if isinstance(fa, list) else str(fa)
+    elif dataset == "minerva":  # the last \boxed{} of the solution
+        ans = last_boxed(_field(row, "solution", dataset))
+    else:
+        raise ValueError(f"gold_answer: unknown dataset {dataset!r}; expected one of {DATASETS}")
+    ans = ans.strip() if isinstance(ans, str) else None
+    return ans if ans and is_parseable(ans) else None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# normalisation (string to string)
+
+_UNICODE = str.maketrans({
+    "\u2212": "-", "\u2013": "-", "\u00d7": "\\times ", "\u22c5": "\\cdot ", "\u00b7": "\\cdot ", "\u00f7": "/",
+    "\u03c0": "\\pi ", "\u221a": "\\sqrt", "\u221e": "\\infty ", "\u00b0": "^\\circ", "\u2264": "\\le ",
+    "\u2265": "\\ge ", "\u2260": "\\ne ", "\u00b1": "\\pm ", "\u2213": "\\mp ", "\u222a": "\\cup ",
+    "\u00b2": "^2", "\u00b3": "^3", "\u2044": "/", "\u00a0": " ", "\u200b": "", "\u200c": "", "\u200d": "",
+    "\u200e": "", "\u200f": "", "\u2060": "", "\ufeff": "", "\u2009": " ", "\u202f": " ",
+    "\u03b1": "\\alpha ", "\u03b2": "\\beta ", "\u03b3": "\\gamma ", "\u03b8": "\\theta ", "\u03bb": "\\lambda ",
+    "\u03bc": "\\mu ", "\u03c3": "\\sigma ", "\u03c6": "\\phi ", "\u03c9": "\\omega ",
+})
+_UNIT_WORDS = ("square units|sq units|units?|square feet|sq ft|square meters|square inches|cm|mm|km|meters?|metres?|"
+               "inches|inch|feet|foot|ft|yards?|miles?|mph|hours?|hrs?|minutes?|mins?|seconds?|secs?|degrees?|"
+               "cents?|dollars?|days?|weeks?|months?|years?|people|students|ways|pounds?|lbs?|kg|grams?|liters?|"
+               "gallons?|ounces?|points?|marbles|apples|cookies|pages|boxes|books")
+_RE_UNIT_TAIL = re.compile(r"(?<=[\d}\s])\s*(?:" + _UNIT_WORDS + r")(?:\s*\^\s*\{?[23]\}?)?\s*$")
+_RE_TEXT = re.compile(r"\\(text|textrm|textnormal|mathrm|mbox|textbf|mathbf|textit|mathit|boldsymbol|mathsf"
+                      r"|operatorname)\s*\{([^{}]*)\}(\s*\^\s*\{?[23]\}?)?")
+_RE_SUBS = [(re.compile(p), r) for p, r in [
+    (r"\\[$]", ""), (r"\$", ""),
+    (r"\\(?:left|right)\s*\.", ""),
+    (r"\\[lr]?vert(?![A-Za-z])|\\mid(?![A-Za-z])", "|"),
+    (r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|big|Big|bigg|Bigg)(?![A-Za-z])", ""),
+    (r"\\displaystyle|\\limits", ""),
+    (r"\\[dtc]frac(?![A-Za-z])", r"\\frac"), (r"\\[dt]binom(?![A-Za-z])", r"\\binom"),
+    (r"(\d),\\!\s*(?=\d)", r"\1"), (r"(\d)(?:\{,\}|\\,)(?=\d\d\d)", r"\1"),  # 10,\!080 10{,}080 10\,080
+    (r"\\(?:text|mbox)\s*\{\s*,?\s*(?:and|or)\s*\}", ","), (r"\s+(?:and|or)\s+", ","), (r";", ","),
+    (r"\\phantom\s*(?:\{[^{}]*\}|.)", ""),
+    (r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\\degree", ""),
+    (r"\\q?quad(?![A-Za-z])|(?<!\\)\\[,;:! ]|~", " "),
+    (r"\\approx|\\simeq", "="), (r"^\s*=", ""), (r",(?:\s*,)+", ","),
+    (r"\b(?:np|math|sympy)\.", ""),
+]]
+_RE_PERCENT = re.compile(r"\\?%")
+_RE_REPEATING = re.compile(r"(\d*)\.(\d*)\\overline\s*\{(\d+)\}")
+_RE_THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+
+
+def _text_block(m):
+    """\\text{...}-like blocks: unwrap names and whole answers, drop units that follow a quantity."""
+    cmd, content, power = m.group(1), m.group(2).strip(), m.group(3) or ""
+    before = m.string[:m.start()].rstrip()
+    if cmd in ("textbf", "mathbf", "textit", "mathit", "boldsymbol", "mathsf") or len(content) <= 1 \
+            or not before or before.endswith(("_", "_{", "{", "(", ",", "=")) \
+            or cmd == "operatorname" or not re.fullmatch(r"[A-Za-z\s.\-/]+", content):
+        return (" \\" + content + " " if cmd == "operatorname" and content in _FUNCS else " " + content + " ") + power
+    return " "  # a unit after a quantity: 5 \text{ cm}^2 -> 5
+
+
+def _repeating(m):
+    whole, fixed, rep = m.group(1) or "0", m.group(2), m.group(3)
+    num = int(whole + fixed + rep) - int(whole + fixed)
+    den = (10 ** len(rep) - 1) * 10 ** len(fixed)
+    return f"\\frac{{{num}}}{{{den}}}"
+
+
+def normalize(answer):
+    """Normalised answer string and whether it had a percent sign. Deterministic, cheap, no parsing."""
+    s = " ".join(answer.translate(_UNICODE).split())
+    if not s.isascii():
+        s = unicodedata.normalize("NFKC", s)
+    for pattern, repl in _RE_SUBS:
+        s = pattern.sub(repl, s)
+    s, n_percent = _RE_PERCENT.subn("", s)
+    for _ in range(3):  # nested blocks unwrap from the inside out
+        s2 = _RE_TEXT.sub(_text_block, s)
+        if s2 == s:
+            break
+        s = s2
+    s = _RE_UNIT_TAIL.sub("", s)
+    s = _RE_REPEATING.sub(_repeating, s)
+    s = " ".join(s.split()).rstrip(" .,;:").lstrip(" ,;:")  # not a leading dot: .0000672
+    if _RE_THOUSANDS.fullmatch(s):
+        s = s.replace(",", "")
+    return s, n_percent > 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# tokenizer: (kind, text, space_before) with kind in num / letter / cmd / op
+
+_TOKEN_RE = re.compile(r"\s*(?:(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)"  # number, 4.5e33
+                       r"|(\\(?:begin|end)\s*\{[A-Za-z*]+\}|\\[A-Za-z]+|\\.)"  # \begin{pmatrix}, \frac, \{
+                       r"|([A-Za-z]+)|(\*\*|<=|>=|!=|[-+*/^_()\[\]{},=<>!|&']))")
+_FUNCS = {"sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "arccot", "sinh", "cosh", "tanh",
+          "log", "ln", "lg", "exp", "sqrt"}
+_WORD_COMMANDS = _FUNCS | {"pi", "infty"}
+_FUNCS_LONGEST_FIRST = sorted(_FUNCS, key=len, reverse=True)
+_WORD_ALIASES = {"inf": "infty", "infinity": "infty", "asin": "arcsin", "acos": "arccos", "atan": "arctan"}
+
+
+def tokenize(s):
+    tokens, pos = [], 0
+    while pos < len(s):
+        m = _TOKEN_RE.match(s, pos)
+        if m is None:
+            if s[pos:].strip() == "":
+                break
+            raise ParseError(f"unexpected character {s[pos]!r} at {pos}")
+        num, cmd, word, op = m.groups()
+        sp = s[pos].isspace()
+        pos = m.end()
+        if num is not None:
+            tokens.append(("num", num, sp))
+        elif cmd is not None:
+            tokens.append(("cmd", re.sub(r"\s+", "", cmd), sp))
+        elif op is not None:
+            tokens.append(("op", "^" if op == "**" else op, sp))
+        else:
+            w = _WORD_ALIASES.get(word, word)
+            head = next((f for f in _FUNCS_LONGEST_FIRST if w.startswith(f) and len(w) == len(f) + 1), None)
+            if head and w not in _WORD_COMMANDS:  # sinx, lnx: a function name glued to a one-letter argument
+                tokens.append(("cmd", "\\" + head, sp))
+                w, sp = w[len(head):], False
+            if w in _WORD_COMMANDS:
+                tokens.append(("cmd", "\\" + w, sp))
+            elif len(w) <= 3:  # 'ab' is a*b
+                tokens.extend(("letter", c, sp and k == 0) for k, c in enumerate(w))
+            elif w.isupper():  # acronyms (SRMC) are one symbol
+                tokens.append(("letter", w, sp))
+            else:
+                raise ParseError(f"word {word!r}")
+    return tokens
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# parser: tokens -> sympy objects built directly, or structures of them:
+#   ("seq", open, close, items)  tuple / interval      ("set", items)  set or bare list (unordered)
+#   ("union", parts)  ("matrix", rows)  ("eq", lhs, rhs, lhs_is_a_name)  ("rel", op, lhs - rhs)  op in < <= !=
+
+_GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "iota",
+          "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi", "chi", "psi",
+          "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma", "Phi", "Psi", "Omega", "ell", "hbar", "mho"}
+_FUNC_OF = {"\\sin": sympy.sin, "\\cos": sympy.cos, "\\tan": sympy.tan, "\\cot": sympy.cot, "\\sec": sympy.sec,
+            "\\csc": sympy.csc, "\\arcsin": sympy.asin, "\\arccos": sympy.acos, "\\arctan": sympy.atan,
+            "\\arccot": sympy.acot, "\\sinh": sympy.sinh, "\\cosh": sympy.cosh, "\\tanh": sympy.tanh,
+            "\\ln": sympy.log, "\\log": sympy.log, "\\exp": sympy.exp, "\\lg": lambda x: sympy.log(x, 10)}
+_INVERSE_OF = {"\\sin": sympy.asin, "\\cos": sympy.acos, "\\tan": sympy.atan}
+_ACCENTS = {"\\dot", "\\ddot", "\\hat", "\\bar", "\\vec", "\\tilde", "\\overline", "\\widehat", "\\overrightarrow"}
+_RELOPS = {"=": "=", "<": "<", ">": ">", "<=": "<=", ">=": ">=", "!=": "!=", "\\le": "<=", "\\leq": "<=",
+           "\\leqslant": "<=", "\\ge": ">=", "\\geq": ">=", "\\geqslant": ">=", "\\lt": "<", "\\gt": ">",
+           "\\ne": "!=", "\\neq": "!=", "\\in": "in"}
+_MATRIX_ENVS = {"pmatrix", "bmatrix", "matrix", "Bmatrix", "smallmatrix", "array"}  # not vmatrix: a determinant
+_PRIMARY_CMDS = {"\\frac", "\\sqrt", "\\binom", "\\pi", "\\infty", "\\lfloor", "\\lceil"} | \
+    set(_FUNC_OF) | {"\\" + g for g in _GREEK} | _ACCENTS
+
+
+def _check_deadline():
+    deadline = getattr(_local, "deadline", None)
+    if deadline is not None and time.perf_counter() > deadline:
+        raise _Timeout()
+
+
+def _is_expr(v):
+    return isinstance(v, sympy.Basic)
+
+
+def _expr(v):
+    if not _is_expr(v):
+        raise ParseError(f"a {v[0]} where a number was expected")
+    return v
+
+
+class _Parser:
+    """Recursive descent over the token list; every sympy object is built here from parsed pieces."""
+
+    def __init__(self, tokens):
+        self.toks, self.pos, self.depth, self.digits = tokens, 0, 0, 0
+        self.has_decimal = False
+        self.pm_choice, self.pm_count, self.pm_allowed, self.abs_open = (), 0, False, 0
+
+    # -- token helpers
+    def peek(self, k=0):
+        i = self.pos + k
+        return self.toks[i] if i < len(self.toks) else ("end", "", False)
+
+    def next(self):
+        _check_deadline()
+        tok = self.peek()
+        if tok[0] == "end":
+            raise ParseError("unexpected end")
+        self.pos += 1
+        return tok
+
+    def at(self, text):
+        tok = self.peek()
+        return tok[0] in ("op", "cmd") and tok[1] == text
+
+    def accept(self, text):
+        if self.at(text):
+            self.pos += 1
+            return True
+        return False
+
+    def expect(self, text):
+        if not self.accept(text):
+            raise ParseError(f"expected {text!r}, got {self.peek()[1]!r}")
+
+    def enter(self):
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ParseError("nesting too deep")
+
+    def spend(self, digits):
+        self.digits += digits
+        if self.digits > MAX_DIGITS:
+            raise ParseError("numbers too large")
+
+    # -- grammar, loosest first
+    def parse_answer(self):
+        items = self.parse_items()
+        if self.peek()[0] != "end":
+            raise ParseError(f"unexpected {self.peek()[1]!r}")
+        return items[0] if len(items) == 1 else ("set", items)
+
+    def parse_items(self, expand_pm=True):
+        items = []
+        while True:
+            items.extend(self.parse_element() if expand_pm else [self.parse_relation()])
+            if len(items) > MAX_ITEMS:
+                raise ParseError("too many items")
+            if not self.accept(","):
+                return items
+
+    def parse_element(self):
+        """One list element; `a \\pm b` becomes the two elements a + b and a - b (at most two signs)."""
+        start, saved = self.pos, (self.pm_choice, self.pm_count, self.pm_allowed)
+        self.pm_choice, self.pm_count, self.pm_allowed = (), 0, True
+        out = [self.parse_relation()]
+        n = self.pm_count
+        if n > 2:
+            raise ParseError("too many \\pm")
+        if n > 0:
+            out = []
+            for choice in ((1,), (-1,)) if n == 1 else ((1, 1), (1, -1), (-1, 1), (-1, -1)):
+                self.pos, self.pm_choice, self.pm_count = start, choice, 0
+                out.append(self.parse_relation())
+        self.pm_choice, self.pm_count, self.pm_allowed = saved
+        return out
+
+    def parse_relation(self):
+        start = self.pos
+        parts, ops = [self.parse_union()], []
+        lhs_end = self.pos
+        while self.peek()[0] in ("op", "cmd") and self.peek()[1] in _RELOPS:
+            ops.append(_RELOPS[self.next()[1]])
+            parts.append(self.parse_union())
+        if not ops:
+            return parts[0]
+        named = self._is_name(start, lhs_end)
+        if ops == ["in"] and named:  # x \in [a, b]
+            return parts[1]
+        if "in" in ops or any(not _is_expr(p) for p in parts):
+            raise ParseError("relation between structures")
+        if ops == ["="]:
+            return ("eq", parts[0], parts[1], named)
+        if ops == ["!="]:
+            return ("rel", "!=", parts[0] - parts[1])
+        if len(ops) == 1:
+            return _inequality(parts[0], ops[0], parts[1])
+        if len(ops) == 2 and "=" not in ops and "!=" not in ops and (ops[0][0] == ops[1][0]):
+            lo, hi = (parts[0], parts[2]) if ops[0][0] == "<" else (parts[2], parts[0])
+            lo_op, hi_op = (ops[0], ops[1]) if ops[0][0] == "<" else (ops[1], ops[0])
+            if isinstance(parts[1], Symbol) and parts[1] not in lo.free_symbols | hi.free_symbols:
+                return ("seq", "(" if lo_op in "<>" else "[", ")" if hi_op in "<>" else "]", [lo, hi])
+        raise ParseError("unsupported relation chain")
+
+    def _is_name(self, start, end):
+        """Is toks[start:end] a name such as x, AB, a_1, \\theta, f(x), m_{\\max}, N(n): the left side of `x = 5`."""
+        toks = self.toks[start:end]
+        if not toks or not (toks[0][0] == "letter" or (toks[0][0] == "cmd" and toks[0][1][1:] in _GREEK)):
+            return False
+        i = 1
+        while i < min(len(toks), 3) and toks[i][0] == "letter" and not toks[i][2]:  # AB, ABC (a segment, a word)
+            i += 1
+        if i < len(toks) and toks[i][1] == "_":
+            i += 1
+            if i < len(toks) and toks[i][1] == "{":
+                depth = 0
+                while i < len(toks):
+                    depth += {"{": 1, "}": -1}.get(toks[i][1], 0)
+                    i += 1
+                    if depth == 0:
+                        break
+            else:
+                i += 1
+        if i < len(toks) and toks[i][1] == "(":
+            inner = toks[i + 1:-1]
+            if toks[-1][1] != ")" or not all(t[0] == "letter" or t[1] == "," for t in inner):
+                return False
+            return True
+        return i == len(toks)
+
+    def parse_union(self):
+        first = self.parse_additive()
+        if not self.at("\\cup"):
+            return first
+        parts = [first]
+        while self.accept("\\cup"):
+            parts.append(self.parse_additive())
+        if not all(isinstance(p, tuple) and p[0] in ("seq", "set") for p in parts):
+            raise ParseError("\\cup of non-sets")
+        return ("union", parts)
+
+    def parse_additive(self):
+        value = self.parse_term()
+        while True:
+            tok = self.peek()
+            if tok[1] in ("+", "-") and tok[0] == "op":
+                self.next()
+                term = _expr(self.parse_term())
+                value = _expr(value) + (term if tok[1] == "+" else -term)
+            elif tok[1] in ("\\pm", "\\mp") and tok[0] == "cmd":
+                if not self.pm_allowed or self.pm_count >= 2:
+                    raise ParseError("\\pm here")
+                self.next()
+                sign = self.pm_choice[self.pm_count] if self.pm_choice else 1
+                self.pm_count += 1
+                term = _expr(self.parse_term())
+                value = _expr(value) + (sign if tok[1] == "\\pm" else -sign) * term
+            else:
+                return value
+
+    def parse_term(self):
+        k = 0
+        while self.peek(k)[1] in ("-", "+") and self.peek(k)[0] == "op":
+            k += 1
+        integer = self.peek(k)[0] == "num" and self.peek(k)[1].isdigit()
+        value = self.parse_unary()
+        if integer and self.at("\\frac"):  # a mixed number: 1\frac{4}{5} is 9/5, -8\frac47 is -60/7
+            start = self.pos
+            frac = self.parse_power()
+            plain = all(t[1] in ("\\frac", "{", "}") or t[1].isdigit() for t in self.toks[start:self.pos])
+            if plain and frac.is_Rational and 0 < frac < 1:
+                return value + frac if value >= 0 else value - frac
+            value = value * _expr(frac)
+        while True:
+            tok = self.peek()
+            if tok[1] in ("*", "\\cdot", "\\times") and tok[0] in ("op", "cmd"):
+                self.next()
+                value = _expr(value) * _expr(self.parse_unary())
+            elif tok[1] in ("/", "\\div") and tok[0] in ("op", "cmd"):
+                self.next()
+                value = _divide(_expr(value), _expr(self.parse_unary()))
+            elif self._starts_primary(tok):  # implicit multiplication: 2x, 2\sqrt{3}, (a+5)(b+2)
+                if tok[0] == "num" and self.toks[self.pos - 1][0] == "num" and self.peek(1)[1] != "^":
+                    raise ParseError("two numbers in a row")  # '1 000', '2 3' (but 70 2^{1/2} is a product)
+                value = _expr(value) * _expr(self.parse_power())
+            else:
+                return value
+
+    def _starts_primary(self, tok):
+        kind, text = tok[0], tok[1]
+        if kind in ("num", "letter"):
+            return True
+        if kind == "cmd":
+            return text in _PRIMARY_CMDS
+        return kind == "op" and (text in ("(", "[", "{") or (text == "|" and self.abs_open == 0))
+
+    def parse_unary(self):
+        sign = 1
+        while self.peek()[0] == "op" and self.peek()[1] in ("-", "+"):
+            if self.next()[1] == "-":
+                sign = -sign
+        value = self.parse_power()
+        return -_expr(value) if sign < 0 else value
+
+    def parse_power(self):
+        base = self.parse_postfix()
+        if not self.at("^"):
+            return base
+        self.next()
+        if self.at("\\prime") or (self.at("{") and self.peek(1)[1] == "\\prime" and self.peek(2)[1] == "}"):
+            self.pos += 1 if self.at("\\prime") else 3
+            return _primed(base)
+        return _power(self, _expr(base), _expr(self.parse_exponent()))
+
+    def parse_exponent(self):
+        self.enter()
+        sign = 1
+        while self.peek()[0] == "op" and self.peek()[1] in ("-", "+"):
+            if self.next()[1] == "-":
+                sign = -sign
+        value = _expr(self.parse_power())  # right associative: 2^3^2 = 2^9
+        self.depth -= 1
+        return -value if sign < 0 else value
+
+    def parse_postfix(self):
+        value = self.parse_primary()
+        while True:
+            if self.at("!"):
+                self.next()
+                value = _factorial(self, _expr(value))
+            elif self.at("'"):
+                self.next()
+                value = _primed(value)
+            else:
+                return value
+
+    def parse_group(self, is_set=False):
+        """Items of a bracketed group; in a set, `a \\pm b` gives two elements."""
+        self.enter()
+        saved = self.pm_allowed, self.abs_open
+        self.pm_allowed, self.abs_open = False, 0
+        items = self.parse_items(expand_pm=is_set)
+        self.pm_allowed, self.abs_open = saved
+        self.depth -= 1
+        return items
+
+    def parse_arg(self):
+        """Argument of \\frac, \\sqrt, \\binom: a {group}, or a single character or command (\\frac34)."""
+        tok = self.peek()
+        if self.accept("{"):
+            self.enter()
+            value = self.parse_additive()
+            self.expect("}")
+            self.depth -= 1
+            return _expr(value)
+        if tok[0] == "num":
+            self.next()
+            if len(tok[1]) > 1:  # split '34' into '3' and '4'
+                self.toks.insert(self.pos, ("num", tok[1][1:], False))
+            return self.number(tok[1][0])
+        if tok[0] == "letter" or tok[0] == "cmd" or tok[1] == "(":
+            return _expr(self.parse_primary())
+        raise ParseError(f"bad argument {tok[1]!r}")
+
+    def number(self, text):
+        if len(text) > 400:
+            raise ParseError("number literal too long")
+        mant, _, exp = text.lower().partition("e")
+        whole, _, frac = mant.partition(".")
+        self.spend(len(whole) + len(frac))
+        if frac or exp:
+            self.has_decimal = True
+        value = Rational(int(whole or "0") * 10 ** len(frac) + int(frac or "0"), 10 ** len(frac))
+        if exp:
+            e = int(exp)
+            self.spend(abs(e))
+            value = value * Rational(10) ** e
+        return value
+
+    def subscript(self):
+        """Raw text of a subscript: a_{1} and a_1 both give '1'."""
+        if self.accept("{"):
+            parts, depth = [], 1
+            while True:
+                tok = self.next()
+                depth += {"{": 1, "}": -1}.get(tok[1], 0) if tok[0] == "op" else 0
+                if depth == 0:
+                    return "".join(parts)
+                parts.append(tok[1])
+                if len(parts) > 50:
+                    raise ParseError("subscript too long")
+        tok = self.next()
+        return tok[1]
+
+    def symbol(self, name):
+        if self.at("_"):
+            self.next()
+            name = f"{name}_{self.subscript()}"
+        elif name == "e":
+            return sympy.E
+        elif name == "i":
+            return sympy.I
+        # f(x), I(0), \theta(t): a function value is a name of its own (not f times x)
+        t0, t1, t2 = self.peek(), self.peek(1), self.peek(2)
+        if t0[1] == "(" and not t0[2] and t2[1] == ")" and t1[0] in ("num", "letter"):
+            self.pos += 3
+            name = f"{name}({t1[1]})"
+        return Symbol(name)
+
+    def parse_primary(self):
+        tok = self.next()
+        kind, text = tok[0], tok[1]
+        if kind == "num":
+            value = self.number(text)
+            if self.at("_"):  # 204_5: a numeral in base 5, compared as written
+                self.next()
+                return Symbol(f"{text}_{self.subscript()}")
+            return value
+        if kind == "letter":
+            return self.symbol(text)
+        if kind == "op":
+            if text in ("(", "["):
+                items = self.parse_group()
+                close = self.next()[1]
+                if close not in (")", "]"):
+                    raise ParseError(f"unclosed {text}")
+                if len(items) == 1 and _is_expr(items[0]) and (text, close) in (("(", ")"), ("[", "]")):
+                    return items[0]
+                if len(items) == 1 and (text, close) == ("(", ")"):
+                    return items[0]
+                return ("seq", text, close, items)
+            if text == "{":
+                items = self.parse_group(is_set=True)
+                self.expect("}")
+                return items[0] if len(items) == 1 else ("set", items)
+            if text == "|":
+                self.enter()
+                self.abs_open += 1
+                value = _expr(self.parse_additive())
+                self.expect("|")
+                self.abs_open -= 1
+                self.depth -= 1
+                return sympy.Abs(value)
+            raise ParseError(f"unexpected {text!r}")
+        # commands
+        if text == "\\frac":
+            self.enter()
+            num = self.parse_arg()
+            den = self.parse_arg()
+            self.depth -= 1
+            return _divide(num, den)
+        if text == "\\sqrt":
+            self.enter()
+            index = Integer(2)
+            if self.accept("["):
+                index = _expr(self.parse_additive())
+                self.expect("]")
+            value = self.parse_arg()
+            self.depth -= 1
+            return _power(self, value, 1 / index)
+        if text == "\\binom":
+            self.enter()
+            n, k = self.parse_arg(), self.parse_arg()
+            self.depth -= 1
+            return _binomial(self, n, k)
+        if text == "\\pi":
+            return sympy.pi
+        if text == "\\infty":
+            return sympy.oo
+        if text in ("\\emptyset", "\\varnothing"):
+            return ("set", [])
+        if text[1:] in _GREEK:
+            return self.symbol(text[1:])
+        if text in _ACCENTS:  # \dot{x}, \overline{CD}: names of their own
+            return self.symbol(f"{text[1:]} {self.subscript()}")
+        if text in ("\\lfloor", "\\lceil"):
+            self.enter()
+            value = _expr(self.parse_additive())
+            self.expect("\\rfloor" if text == "\\lfloor" else "\\rceil")
+            self.depth -= 1
+            return (sympy.floor if text == "\\lfloor" else sympy.ceiling)(value, evaluate=False)
+        if text in _FUNC_OF:
+            return self.function(text)
+        if text == "\\{":
+            items = self.parse_group(is_set=True)
+            self.expect("\\}")
+            return ("set", items)
+        if text.startswith("\\begin{"):
+            return self.matrix(text[len("\\begin{"):-1])
+        if text in ("\\text", "\\mathrm", "\\mbox", "\\textbf", "\\mathbf", "\\operatorname"):
+            return _expr(self.parse_arg())
+        raise ParseError(f"unknown command {text}")
+
+    def function(self, name):
+        """\\sin x, \\sin(x), \\sin^2 x, \\sin^{-1} x, \\log_2 8, \\log _{10} 250, \\exp{a t}."""
+        self.enter()
+        func, power, base = _FUNC_OF[name], None, None
+        if name == "\\log" and self.accept("_"):
+            base = self.parse_arg()
+        if self.accept("^"):
+            power = _expr(self.parse_exponent())
+            if power == -1 and name in _INVERSE_OF:
+                func, power = _INVERSE_OF[name], None
+        if self.at("(") or self.at("{"):
+            arg = _expr(self.parse_primary())
+        else:  # \sin 2x: a run of factors up to the next operator or function
+            arg = _expr(self.parse_unary())
+            while self._starts_primary(self.peek()) and self.peek()[1] not in _FUNC_OF:
+                arg = arg * _expr(self.parse_power())
+        value = func(arg) if base is None else sympy.log(arg) / sympy.log(base)
+        self.depth -= 1
+        return _power(self, value, power) if power is not None else value
+
+    def matrix(self, env):
+        self.enter()
+        if env not in _MATRIX_ENVS:
+            raise ParseError(f"environment {env}")
+        if env == "array" and self.at("{"):  # column spec {cc}
+            while not self.accept("}"):
+                self.next()
+        rows, row = [], []
+        while True:
+            row.append(_expr(self.parse_additive()))
+            if self.accept("&"):
+                continue
+            rows.append(row)
+            row = []
+            if self.accept("\\\\") and not self.peek()[1].startswith("\\end{"):
+                continue
+            break
+        self.expect(f"\\end{{{env}}}")
+        self.depth -= 1
+        if len({len(r) for r in rows}) != 1 or sum(map(len, rows)) > MAX_ITEMS:
+            raise ParseError("ragged or large matrix")
+        return ("matrix", rows)
+
+
+def _inequality(lhs, op, rhs):
+    """x > 5 is the interval (5, oo); other inequalities are kept as lhs - rhs {<, <=} 0."""
+    if op in (">", ">="):
+        lhs, rhs, op = rhs, lhs, op.replace(">", "<")
+    closed = op == "<="
+    if isinstance(rhs, Symbol) and rhs not in lhs.free_symbols:  # lhs < x
+        return ("seq", "[" if closed else "(", ")", [lhs, sympy.oo])
+    if isinstance(lhs, Symbol) and lhs not in rhs.free_symbols:  # x < rhs
+        return ("seq", "(", "]" if closed else ")", [-sympy.oo, rhs])
+    return ("rel", op, lhs - rhs)
+
+
+def _primed(value):
+    if not isinstance(value, Symbol):
+        raise ParseError("prime of a non-symbol")
+    return Symbol(value.name + "'")
+
+
+def _divide(a, b):
+    if b == 0:
+        raise ParseError("division by zero")
+    return a / b
+
+
+def _digits_of(value):
+    """Decimal digits needed to write a constant: of numerator and denominator for a rational, else of its size."""
+    if value.is_Rational:
+        return math.log10(max(abs(value.p), value.q, 1))
+    try:
+        ctx = _ctx(15)
+        v = abs(_num(value, {}, ctx))
+    except _NUM_ERRORS:
+        raise ParseError("constant cannot be evaluated")
+    return 1 + (0 if v == 0 else abs(float(ctx.log10(v))))
+
+
+def _power(p, base, exp):
+    if exp.is_Number and not base.free_symbols:  # a constant to a numeric power: bound the size of the result
+        if not exp.is_Rational:
+            raise ParseError("non-rational numeric exponent")
+        if base.is_Rational and exp.q > 1:
+            if base == 0 and exp < 0:
+                raise ParseError("division by zero")
+            if max(abs(base.p), base.q) >= 10 ** MAX_RADICAND_DIGITS or exp.q > 1000:
+                raise ParseError("radicand too large")
+        if abs(exp) > 1:
+            p.spend(float(abs(exp)) * _digits_of(base) if abs(exp) < 10 ** 6 else MAX_DIGITS + 1)
+    elif exp.is_Number and abs(exp) > 10 ** 4 and not isinstance(base, Symbol):  # (2x)^n distributes: 2^n * x^n
+        raise ParseError("exponent too large")
+    elif exp.is_Number and abs(exp) > 1:
+        p.spend(float(abs(exp)) * _digits_of(base.as_coeff_Mul()[0]))
+    if base == 0 and (exp.is_negative or exp == 0):
+        raise ParseError("0 to a non-positive power")
+    return base ** exp
+
+
+def _factorial(p, n):
+    if n.is_Number:
+        if not n.is_Integer or n < 0 or n > 10 ** 6:
+            raise ParseError("factorial argument")
+        if n > MAX_FACTORIAL:  # 2004! stays unevaluated (compared structurally or through its logarithm's size)
+            return sympy.factorial(n, evaluate=False)
+        p.spend(math.lgamma(int(n) + 1) / math.log(10))
+    elif not n.free_symbols:
+        raise ParseError("factorial of a non-integer constant")
+    return sympy.factorial(n)
+
+
+def _binomial(p, n, k):
+    if n.is_Number or k.is_Number:
+        if not (n.is_Integer and k.is_Integer) or abs(n) > 10 ** 5:
+            raise ParseError("binomial arguments")
+        p.spend(int(abs(n)) * 0.302)  # log10(C(n, k)) <= n log10 2
+    return sympy.binomial(n, k)
+
+
+def _sympy_bad(v):
+    if _is_expr(v):
+        return v.has(sympy.nan, sympy.zoo)
+    return any(_sympy_bad(x) for x in _children(v))
+
+
+def _children(v):
+    if v[0] == "seq":
+        return v[3]
+    if v[0] in ("set", "union"):
+        return v[1]
+    if v[0] == "matrix":
+        return [x for row in v[1] for x in row]
+    if v[0] == "eq":
+        return [v[1], v[2]]
+    if v[0] == "rel":
+        return [v[2]]
+    return []
+
+
+@lru_cache(maxsize=8192)
+def _parse_normalized(s):
+    """(value, has_decimal) for a normalised answer string, or None when it does not parse."""
+    if not s or len(s) > MAX_ANSWER_CHARS:
+        return None
+    if _bracket_depth(s) > MAX_DEPTH:
+        return None
+    try:
+        p = _Parser(tokenize(s))
+        value = p.parse_answer()
+        if _sympy_bad(value) or len(_free_symbols(value)) > MAX_SYMBOLS:
+            return None
+        return value, p.has_decimal
+    except Exception:  # ParseError, and anything sympy raises on an odd input; _Timeout propagates
+        return None
+
+
+def _bracket_depth(s):
+    depth = best = 0
+    for c in s:
+        if c in "({[":
+            depth += 1
+            best = max(best, depth)
+        elif c in ")}]":
+            depth -= 1
+    return best
+
+
+def _free_symbols(v):
+    if _is_expr(v):
+        return v.free_symbols
+    out = set()
+    for x in _children(v):
+        out |= _free_symbols(x)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# numeric evaluation: one evaluator, two number systems. _Double (Python complex, cmath) is the fast first pass;
+# mpmath at 40 digits (a private context per thread: mpmath's global one is shared state) decides whenever the fast
+# pass fails or finds a difference, so that cancellation in double precision cannot mark a right answer wrong.
+
+class _Invalid(Exception):
+    pass
+
+
+_local = threading.local()
+
+
+def _ctx(dps=40):
+    cache = getattr(_local, "ctxs", None)
+    if cache is None:
+        cache = _local.ctxs = {}
+    if dps not in cache:
+        ctx = mpmath.mp.__class__()
+        ctx.dps = dps
+        cache[dps] = ctx
+    return cache[dps]
+
+
+def _real_only(f):
+    def g(x):
+        if x.imag != 0:
+            raise _Invalid()
+        return complex(f(x.real))
+    return g
+
+
+class _Double:
+    """The slice of mpmath's context interface that _num uses, on Python complex numbers."""
+    pi, e = complex(math.pi), complex(math.e)
+    mpf = mpc = staticmethod(complex)
+    sin, cos, tan, asin, acos, atan = cmath.sin, cmath.cos, cmath.tan, cmath.asin, cmath.acos, cmath.atan
+    sinh, cosh, tanh, log, exp, log10 = cmath.sinh, cmath.cosh, cmath.tanh, cmath.log, cmath.exp, cmath.log10
+    isfinite, fabs = staticmethod(cmath.isfinite), staticmethod(abs)
+    floor, ceil, gamma = _real_only(math.floor), _real_only(math.ceil), _real_only(math.gamma)
+
+    @staticmethod
+    def cot(x): return 1 / cmath.tan(x)
+
+    @staticmethod
+    def sec(x): return 1 / cmath.cos(x)
+
+    @staticmethod
+    def csc(x): return 1 / cmath.sin(x)
+
+    @staticmethod
+    def acot(x): return cmath.atan(1 / x)
+
+    @staticmethod
+    def power(b, x): return b ** x
+
+    @staticmethod
+    def re(x): return x.real
+
+    @staticmethod
+    def im(x): return x.imag
+
+    @staticmethod
+    def binomial(n, k): return _Double.gamma(n + 1) / (_Double.gamma(k + 1) * _Double.gamma(n - k + 1))
+
+
+_UNARY = {sympy.sin: "sin", sympy.cos: "cos", sympy.tan: "tan", sympy.cot: "cot", sympy.sec: "sec",
+          sympy.csc: "csc", sympy.asin: "asin", sympy.acos: "acos", sympy.atan: "atan", sympy.acot: "acot",
+          sympy.sinh: "sinh", sympy.cosh: "cosh", sympy.tanh: "tanh", sympy.log: "log", sympy.exp: "exp",
+          sympy.Abs: "fabs"}
+_TRIG = {sympy.sin, sympy.cos, sympy.tan, sympy.cot, sympy.sec, sympy.csc}
+_MAX_MAGNITUDE = 1e6  # |log| of any intermediate value: bigger is an overflow, not a sample
+
+
+def _num(e, env, ctx):
+    """Value of a sympy expression at the point env (symbol -> number of ctx); _Invalid when undefined or huge."""
+    _check_deadline()
+    if e.is_Rational:
+        return ctx.mpf(e.p) / e.q
+    if e.is_Symbol:
+        if e not in env:
+            raise _Invalid()
+        return env[e]
+    if e is sympy.pi:
+        return ctx.pi
+    if e is sympy.E:
+        return ctx.e
+    if e is sympy.I:
+        return ctx.mpc(0, 1)
+    if e.is_Add:
+        out = ctx.mpf(0)
+        for a in e.args:
+            out += _num(a, env, ctx)
+        return out
+    if e.is_Mul:
+        out = ctx.mpf(1)
+        for a in e.args:
+            out *= _num(a, env, ctx)
+        return _finite(ctx, out)
+    if e.is_Pow:
+        b, x = _num(e.base, env, ctx), _num(e.exp, env, ctx)
+        if b == 0:
+            if ctx.re(x) <= 0:
+                raise _Invalid()
+            return ctx.mpf(0)
+        if abs(x) * (abs(ctx.log(b)) + 1) > _MAX_MAGNITUDE:
+            raise _Invalid()
+        if e.exp.is_Integer:
+            return _finite(ctx, b ** int(e.exp))
+        return _finite(ctx, ctx.power(b, x))
+    f = e.func
+    if f in _UNARY:
+        x = _num(e.args[0], env, ctx)
+        if f is sympy.exp and ctx.re(x) > _MAX_MAGNITUDE or f in _TRIG and abs(x) > 1e30:
+            raise _Invalid()
+        if f is sympy.log and x == 0:
+            raise _Invalid()
+        return _finite(ctx, getattr(ctx, _UNARY[f])(x))
+    if f in (sympy.floor, sympy.ceiling):
+        x = _num(e.args[0], env, ctx)
+        if ctx.im(x) != 0 or abs(x) > 1e15:
+            raise _Invalid()
+        return ctx.mpf((ctx.floor if f is sympy.floor else ctx.ceil)(ctx.re(x)))
+    if f is sympy.factorial:
+        x = _num(e.args[0], env, ctx)
+        if abs(x) > 1e6:
+            raise _Invalid()
+        return _finite(ctx, ctx.gamma(x + 1))
+    if f is sympy.binomial:
+        n, k = (_num(a, env, ctx) for a in e.args)
+        if abs(n) > 1e5 or abs(k) > 1e5:
+            raise _Invalid()
+        return _finite(ctx, ctx.binomial(n, k))
+    raise _Invalid()
+
+
+def _finite(ctx, v):
+    if not ctx.isfinite(v):
+        raise _Invalid()
+    return v
+
+
+_NUM_ERRORS = (_Invalid, ValueError, TypeError, ZeroDivisionError, OverflowError, ArithmeticError)
+_rng = random.Random(20250710)
+_SAMPLES = [[round(0.3 + 2.0 * _rng.random(), 6) for _ in range(MAX_SYMBOLS)] for _ in range(N_POINTS)]
+
+
+def _value(e, k, names, ctx):
+    """e at sample point k (the same fixed pseudo-random point in [0.3, 2.3]^n for the same names), or None."""
+    env = {s: ctx.mpf(_SAMPLES[k][j]) for j, s in enumerate(names)}
+    try:
+        return _num(e, env, ctx)
+    except _NUM_ERRORS:
+        return None
+
+
+def _close(x, y, tol):
+    scale = max(abs(x), abs(y))
+    return abs(x - y) <= tol * scale or (tol == REL_TOL_EXACT and scale < 1e-30)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# comparison
+
+def _expr_equal(g, p, tol):
+    """Equal values: exactly (sympy), else numerically, at N_POINTS sample points when there are variables."""
+    if g == p:
+        return True
+    d = g - p  # sympy collects like terms: 1000! + 1 - 1000! is exactly 1
+    if d == 0:
+        return True
+    if d.is_Rational:
+        if tol == REL_TOL_EXACT:
+            return False
+        if g.is_Rational and p.is_Rational:
+            return abs(d) <= Rational(tol) * max(abs(g), abs(p))
+    symbols = g.free_symbols | p.free_symbols
+    if len(symbols) > MAX_SYMBOLS:
+        return False
+    names = sorted(symbols, key=lambda s: s.name)
+    valid = 0
+    for k in range(N_POINTS if symbols else 1):
+        if symbols:  # fast pass in double precision: agreement to 1e-9 (or tol) counts
+            x, y = _value(g, k, names, _Double), _value(p, k, names, _Double)
+            if x is not None and y is not None and _close(x, y, max(tol, 1e-9)):
+                valid += 1
+                continue
+        ctx = _ctx()  # decide at 40 digits
+        x, y = _value(g, k, names, ctx), _value(p, k, names, ctx)
+        if x is None or y is None:
+            continue
+        if not _close(x, y, tol):
+            return False
+        valid += 1
+    return valid >= (2 if symbols else 1)
+
+
+def _equal(g, p, gdec, pdec):
+    """Is the predicted value p equal to the gold value g? (structures compare recursively)"""
+    _check_deadline()
+    if _is_expr(g) and _is_expr(p):
+        if gdec:  # the gold answer is itself a decimal (Minerva's 4.5e33, MATH's 3.21): 1e-4
+            tol = REL_TOL_DECIMAL
+        elif pdec and not g.is_Integer:  # a decimal for an exact answer needs 6-7 digits: 0.333333 for 1/3
+            tol = REL_TOL_APPROX
+        else:  # exact against exact, and any answer against an integer gold answer (26.9999 is not 27)
+            tol = REL_TOL_EXACT
+        return _expr_equal(g, p, tol)
+    gk, pk = (None if _is_expr(g) else g[0]), (None if _is_expr(p) else p[0])
+    if gk == "eq" and pk == "eq":  # the same equation: lhs - rhs equal up to sign (x = 5 is not y = 5)
+        dg, dp = g[1] - g[2], p[1] - p[2]
+        return _equal(dg, dp, gdec, pdec) or _equal(dg, -dp, gdec, pdec)
+    if gk == "eq" and g[3]:
+        return _equal(g[2], p, gdec, pdec)
+    if pk == "eq" and p[3]:
+        return _equal(g, p[2], gdec, pdec)
+    if gk == "set" and len(g[1]) == 1 and pk != "set":
+        return _equal(g[1][0], p, gdec, pdec)
+    if pk == "set" and len(p[1]) == 1 and gk != "set":
+        return _equal(g, p[1][0], gdec, pdec)
+    if gk == "matrix" and pk == "seq" or gk == "seq" and pk == "matrix":  # a column vector is a tuple
+        m, s = (g, p) if gk == "matrix" else (p, g)
+        flat = [x for row in m[1] for x in row]
+        if (len(m[1]) == 1 or len(m[1][0]) == 1) and s[1:3] == ("(", ")") and len(flat) == len(s[3]):
+            pairs = zip(flat, s[3]) if gk == "matrix" else zip(s[3], flat)
+            return all(_equal(a, b, gdec, pdec) for a, b in pairs)
+        return False
+    if gk != pk:
+        return False
+    if gk == "seq":
+        if len(g[3]) != len(p[3]):
+            return False
+        if g[1] != p[1] and not _is_infinite(g[3][0]) or g[2] != p[2] and not _is_infinite(g[3][-1]):
+            return False
+        return all(_equal(a, b, gdec, pdec) for a, b in zip(g[3], p[3]))
+    if gk in ("set", "union"):
+        return _match_all(g[1], p[1], gdec, pdec)
+    if gk == "matrix":
+        if [len(r) for r in g[1]] != [len(r) for r in p[1]]:
+            return False
+        return all(_equal(a, b, gdec, pdec) for ra, rb in zip(g[1], p[1]) for a, b in zip(ra, rb))
+    if gk == "rel":
+        return g[1] == p[1] and (_equal(g[2], p[2], gdec, pdec) or g[1] == "!=" and _equal(g[2], -p[2], gdec, pdec))
+    return False
+
+
+def _is_infinite(v):
+    return _is_expr(v) and v in (sympy.oo, -sympy.oo)
+
+
+def _match_all(gs, ps, gdec, pdec):
+    """Unordered, one-to-one: every gold element matches a distinct predicted element (bipartite matching)."""
+    if len(gs) != len(ps):
+        return False
+    same = {}  # first pair off identical elements (a reordered list), cheaply by hash
+    for j, p in enumerate(ps):
+        same.setdefault(p if _is_expr(p) else repr(p), []).append(j)
+    rest_g = []
+    for g in gs:
+        js = same.get(g if _is_expr(g) else repr(g))
+        if js:
+            js.pop()
+        else:
+            rest_g.append(g)
+    gs, ps = rest_g, [ps[j] for js in same.values() for j in js]
+    owner = {}  # predicted index -> gold index
+
+    def augment(i, seen):
+        for j, p in enumerate(ps):
+            if j not in seen and _equal(gs[i], p, gdec, pdec):
+                seen.add(j)
+                if j not in owner or augment(owner[j], seen):
+                    owner[j] = i
+                    return True
+        return False
+
+    return all(augment(i, set()) for i in range(len(gs)))
+
+
+def _string_key(s):
+    return re.sub(r"\s+", "", s)
+
+
+def _text_key(s):
+    s = re.sub(r"[\s{}]", "", s).lower()
+    m = re.fullmatch(r"\(([a-z])\)", s)  # (B) is B
+    return m.group(1) if m else s
+
+
+def _candidates(answer):
+    """(normalised string, list of (value, has_decimal)) for an answer string."""
+    s, percent = normalize(answer)
+    parsed = _parse_normalized(s)
+    if parsed is None:
+        return s, []
+    out = [parsed]
+    if percent and _is_expr(parsed[0]):  # 62.5% also matches 0.625
+        out.append((parsed[0] / 100, parsed[1]))
+    return s, out
+
+
+def _verify(completion, gold):
+    if not isinstance(gold, str) or not isinstance(completion, str):
+        return False
+    if "\\boxed" in gold or "\\fbox" in gold:
+        gold = last_boxed(gold) or ""
+    gold = gold.strip()
+    pred = extract_answer(completion)
+    if not gold or not pred or len(gold) > MAX_ANSWER_CHARS or len(pred) > MAX_ANSWER_CHARS:
+        return False
+    gs, gvals = _candidates(gold)
+    ps, pvals = _candidates(pred)
+    if not gs or not ps:
+        return False
+    if _string_key(gs) == _string_key(ps):
+        return True
+    if not gvals:  # a text answer (a name, a word): compared as text only
+        return _text_key(gs) == _text_key(ps)
+    return any(_equal(g, p, gdec, pdec) for g, gdec in gvals for p, pdec in pvals)
+
+
+def _on_alarm(signum, frame):
+    raise _Timeout()
+
+
+def verify(completion, gold):
+    """
+    True when the final answer of `completion` (see extract_answer) is equivalent to the gold answer string.
+    Never raises; False on an empty gold answer, on anything unparseable that is not the same text, and on
+    anything that runs past TIME_LIMIT_S.
+    """
+    _local.deadline = time.perf_counter() + TIME_LIMIT_S
+    use_alarm = threading.current_thread() is threading.main_thread() and \
+        signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None) and signal.getitimer(signal.ITIMER_REAL)[0] == 0
+    try:
+        try:
+            if use_alarm:  # backstop for a single long sympy call that the deadline checks cannot interrupt
+                signal.signal(signal.SIGALRM, _on_alarm)
+                signal.setitimer(signal.ITIMER_REAL, max(TIME_LIMIT_S, 0.0) + 0.5)
+            return bool(_verify(completion, gold))
+        finally:
+            _local.deadline = None
+            if use_alarm:
+                try:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                finally:
+                    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    except (_Timeout, Exception):  # a late alarm lands here too
+        return False
+
+
+def is_parseable(answer):
+    """Can verify() score against this gold answer: it parses into a value, or is a short text answer (a word)."""
+    if not isinstance(answer, str) or not answer.strip() or len(answer) > MAX_ANSWER_CHARS:
+        return False
+    _local.deadline = time.perf_counter() + TIME_LIMIT_S
+    try:
+        s, _ = normalize(answer)
+        if _parse_normalized(s) is not None:
+            return True
+        return re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ,.:'\-]{0,39}", s) is not None  # words, times, ratios
+    except (_Timeout, Exception):
+        return False
+    finally:
+        _local.deadline = None
