@@ -121,27 +121,22 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(config.hidden_size, self.n_kv_head * self.head_dim, bias=True)
         self.o_proj = nn.Linear(self.n_head * self.head_dim, config.hidden_size, bias=False)
 
-    def forward(self, x, cos, sin, kv=None, pos=None):
+    def forward(self, x, cos, sin, kv=None, slots=None, mask=None):
         """x (B, T, C). Without kv: causal self-attention over x. With kv=(k_cache, v_cache) of shape
-        (B, Hkv, Tmax, D): writes this call's keys/values at per-row offsets pos (B,) and attends to cache[:pos+t]."""
+        (B, Hkv, Tmax, D): writes this call's keys/values at the absolute positions slots (B, T) and attends to the
+        first S cache slots under mask (B, 1, T, S) (key j is visible from slot s when j <= s)."""
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if kv is None:
-            mask, is_causal = None, True
-        else:
+        if kv is not None:
             k_cache, v_cache = kv
-            slots = (pos[:, None] + torch.arange(T, device=x.device))  # (B, T) absolute positions of this call
             rows = torch.arange(B, device=x.device)[:, None]
             k_cache[rows, :, slots] = k.transpose(1, 2)  # scatter (B, T, Hkv, D) into (B, Hkv, Tmax, D)
             v_cache[rows, :, slots] = v.transpose(1, 2)
-            span = int(pos.max()) + T  # keys beyond every row's last position are never attended
-            k, v = k_cache[:, :, :span], v_cache[:, :, :span]  # (B, Hkv, S, D)
-            mask = torch.arange(span, device=x.device) <= slots[:, :, None]  # (B, T, S): key j visible at slot
-            mask, is_causal = mask[:, None], False  # (B, 1, T, S)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+            k, v = k_cache[:, :, :mask.shape[-1]], v_cache[:, :, :mask.shape[-1]]  # (B, Hkv, S, D)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=kv is None,
                                            enable_gqa=self.n_head != self.n_kv_head)  # (B, H, T, D)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim))
 
@@ -165,8 +160,8 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, kv=None, pos=None):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, kv, pos)
+    def forward(self, x, cos, sin, kv=None, slots=None, mask=None):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, kv, slots, mask)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 # -----------------------------------------------------------------------------
@@ -210,18 +205,20 @@ class Qwen2(nn.Module):
         kv_cache: from new_kv_cache(); pos (B,): the absolute position of idx[:, 0] in each row (the number of tokens
         that row already has in the cache). Rows may sit at different positions (prompts of different lengths)."""
         B, T = idx.shape
+        mask = None
         if kv_cache is None:
             positions = torch.arange(T, device=idx.device).expand(B, T)  # (B, T)
         else:
-            positions = pos[:, None] + torch.arange(T, device=idx.device)  # (B, T)
-            if int(positions.max()) >= kv_cache[0].shape[3]:
-                raise ValueError(f"position {int(positions.max())} is beyond the KV cache length "
-                                 f"{kv_cache[0].shape[3]}")
+            positions = pos[:, None] + torch.arange(T, device=idx.device)  # (B, T) absolute slots of this call
+            span = int(positions.max()) + 1  # the one host sync: keys beyond every row's last slot are never read
+            if span > kv_cache[0].shape[3]:
+                raise ValueError(f"position {span - 1} is beyond the KV cache length {kv_cache[0].shape[3]}")
+            mask = (torch.arange(span, device=idx.device) <= positions[:, :, None])[:, None]  # (B, 1, T, S)
         x = self.model.embed_tokens(idx)  # (B, T, C)
         cos, sin = rotary_cos_sin(positions, self.config.head_dim, self.config.rope_theta, x.dtype)
         for i, block in enumerate(self.model.layers):
             kv = None if kv_cache is None else (kv_cache[0][i], kv_cache[1][i])
-            x = block(x, cos, sin, kv, pos)
+            x = block(x, cos, sin, kv, positions, mask)
         h = self.model.norm(x)  # (B, T, C)
         return h if return_hidden else self.lm_head(h)  # (B, T, V)
 
