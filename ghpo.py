@@ -13,18 +13,27 @@ At evaluation there are no hints. `method` switches to the paper's baselines: gr
 
     python ghpo.py --config small.py                          # CPU demo: base model by SFT, then GHPO
     python ghpo.py --config small.py --method=grpo --seed=3 --out_dir=out/x
+    python ghpo.py --config qwen2.5-math-1.5b.py                 # a real checkpoint on MATH levels 3-5 (one GPU)
+    python ghpo.py --config qwen2.5-math-1.5b.py --resume=True   # continue from out_dir's latest checkpoint
+    python ghpo.py --config qwen2.5-math-1.5b.py --eval_only=True   # the six benchmarks, no hints, paper's table
+    torchrun --nproc_per_node=8 ghpo.py --config qwen2.5-math-1.5b.py  # prompts sharded over ranks, grads all-reduced
 """
 import ast
+import contextlib
 import difflib
 import hashlib
+import inspect
 import json
 import math
 import os
 import random
+import shutil
 import sys
+import tempfile
 import time
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 # -----------------------------------------------------------------------------
@@ -34,7 +43,9 @@ out_dir = "out/ghpo"          # metrics.jsonl, summary.json and checkpoints go h
 seed = 0                      # RL seed (problem order, sampling); the base model has its own base_seed
 method = "ghpo"               # ghpo | grpo | grpo_cl (curriculum) | grpo_cl_hint (curriculum + fixed hint) | dapo
 device = "cpu"                # cpu | cuda
-dtype = "float32"             # float32 | bfloat16 (parameters and activations)
+dtype = "float32"             # float32 | bfloat16 (parameters and activations; AdamW then updates float32 master
+                              # copies and rounds them back: a bfloat16 weight alone rounds an lr-1e-6 step away)
+resume = False                # continue from the latest checkpoint in out_dir (a fresh start if there is none)
 threads = 0                   # torch CPU threads (0: torch's default)
 kernel_impl = "auto"          # kernels/: auto | torch | triton | reference (the plain formula, to check a result)
 # task and data
@@ -45,6 +56,11 @@ eval_levels = (1, 2, 3, 4, 5, 6)   # held-out evaluation levels (arith)
 easy_levels = (1, 2, 3)       # the "easy" split; arith: also the levels the base model is trained on
 hard_levels = (4, 5)          # the "hard" split: the levels just beyond the base model's training range
 eval_per_level = 300          # held-out problems per evaluation level (arith)
+benchmarks = ("aime24", "math500", "olympiadbench", "amc23", "minerva", "gsm8k")  # task=math evaluation (data/*.jsonl)
+bench_limit = 0               # rows per benchmark (0: all), for quick runs
+aime_samples = 32             # aime24 accuracy: the mean over this many samples per problem (others: greedy)
+eval_temperature = 0.6        # temperature of those samples (top_p 0.95); the paper does not state its own
+eval_only = False             # evaluate init_from (or the resumed checkpoint) without hints, print the table, exit
 chat_template = False         # wrap prompts in the Qwen chat format (real models); the tiny demo model uses plain text
 system_prompt = ""            # system message when chat_template is on
 # model
@@ -60,6 +76,7 @@ base_batch = 32               # SFT rows per step
 base_row_len = 256            # SFT row length: several solved problems packed per row, so the base reads long texts
 base_lr = 3e-3                # SFT peak learning rate (cosine, 30 warm-up steps)
 base_hint_frac = 0.4          # fraction of SFT examples whose prompt carries a hint, so the base knows the hint format
+base_partial_frac = 0.0       # fraction of SFT rows that end with a hard-level problem cut off before its last step
 base_cache = "out/base"       # base models are cached here, keyed by a hash of the settings that define them
 # sampling
 group_size = 8                # G completions per prompt
@@ -169,6 +186,42 @@ def configure(argv, namespace):
     if namespace["loss_norm"] not in ("token", "sequence"):
         raise ValueError(f"loss_norm must be 'token' or 'sequence', got {namespace['loss_norm']!r}")
     return {k: namespace[k] for k in config_keys}
+
+# -----------------------------------------------------------------------------
+# torch.distributed (torchrun): each rank samples and trains on its own slice of the step's prompts
+
+
+def rank_world():
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def all_sum(*xs):
+    """The sums over ranks of a few numbers (themselves on one process)."""
+    if not dist.is_initialized():
+        return xs
+    t = torch.tensor(xs, dtype=torch.float64, device=device)  # nccl reduces CUDA tensors only
+    dist.all_reduce(t)
+    return tuple(t.tolist())
+
+
+def all_gather(obj):
+    """[every rank's obj] in rank order ([obj] on one process)."""
+    if not dist.is_initialized():
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def sync_grads(model):
+    """Sum the gradients over ranks. Every rank divides its loss by the global normaliser, so the sum is the
+    single-process gradient of the whole batch."""
+    if not dist.is_initialized():
+        return
+    for p in model.parameters():
+        if p.grad is None:  # a rank with no rows this step still takes part
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad)
 
 # -----------------------------------------------------------------------------
 # prompts and hints
@@ -312,11 +365,13 @@ def policy_update(model, optimizer, rows, advantages, ref_model, dev):
     # the ratio is exactly 1, as in the released code, and the kernel uses the detached new log-probs
     old = sequence_logprobs(model, rows, dev) if ppo_epochs > 1 else None
     ref = sequence_logprobs(ref_model, rows, dev) if kl_coef > 0 else None
-    n_tokens = sum(len(seq) - n for seq, n, _ in rows)
-    denom = n_tokens if loss_norm == "token" else len(rows)  # global normaliser across micro-batches
+    n_tokens, n_rows = all_sum(sum(len(seq) - n for seq, n, _ in rows), len(rows))
+    denom = n_tokens if loss_norm == "token" else n_rows  # global normaliser across micro-batches and ranks
+    params, master = list(model.parameters()), optimizer.param_groups[0]["params"]
     stats = []
     for epoch in range(ppo_epochs):
         optimizer.zero_grad(set_to_none=True)
+        model.zero_grad(set_to_none=True)
         for j, i in enumerate(range(0, len(rows), micro_batch)):
             ids, targets, mask = batch_tensors(rows[i:i + micro_batch], dev)
             h = model(ids[:, :-1], return_hidden=True)  # (b, L-1, C)
@@ -326,11 +381,20 @@ def policy_update(model, optimizer, rows, advantages, ref_model, dev):
                                    norm=loss_norm, denom=denom, impl=kernel_impl)
             loss.backward()
             stats.append({k: float(v) for k, v in st.items()} | {"loss": loss.item()})
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)  # pre-clip norm
+        sync_grads(model)
+        if master[0] is not params[0]:  # float32 master weights (main): AdamW steps them, the model gets them rounded
+            for m, p in zip(master, params):
+                m.grad = None if p.grad is None else p.grad.float()
+        grad_norm = torch.nn.utils.clip_grad_norm_(master, grad_clip)  # pre-clip norm
         if not torch.isfinite(grad_norm):
-            optimizer.zero_grad(set_to_none=True)  # skip a non-finite update, counted by the caller
+            optimizer.zero_grad(set_to_none=True)  # skip a non-finite update (loss or gradients), counted by the caller
+            model.zero_grad(set_to_none=True)
             return float(grad_norm), stats, False
         optimizer.step()
+        if master[0] is not params[0]:
+            with torch.no_grad():
+                for m, p in zip(master, params):
+                    p.copy_(m)
     return float(grad_norm), stats, True
 
 # -----------------------------------------------------------------------------
@@ -338,24 +402,39 @@ def policy_update(model, optimizer, rows, advantages, ref_model, dev):
 
 
 @torch.no_grad()
-def greedy_completions(model, tok, prompts, stop_ids, n_new=None, batch=256):
+def greedy_completions(model, tok, prompts, stop_ids, n_new=None, batch=256, samples=1):
+    """Greedy completions of the prompts; with samples > 1, that many samples of each (prompt-major) at
+    eval_temperature, top_p 0.95, from a generator seeded with `seed`."""
     from rollout import sample_groups
     texts = []
-    for i in range(0, len(prompts), batch):
-        out = sample_groups(model, prompts[i:i + batch], 1, n_new or max_new_tokens, temperature=0.0,
-                            stop_ids=stop_ids)
+    generator = torch.Generator(device=model.lm_head.weight.device).manual_seed(seed)
+    step = max(1, batch // samples)
+    for i in range(0, len(prompts), step):
+        out = sample_groups(model, prompts[i:i + step], samples, n_new or max_new_tokens,
+                            temperature=0.0 if samples == 1 else eval_temperature, top_p=1.0 if samples == 1 else 0.95,
+                            stop_ids=stop_ids, generator=generator)
         texts += [tok.decode(t[m].tolist(), skip_special_tokens=True) for t, m in zip(out["tokens"], out["mask"])]
     return texts
 
 
 def evaluate(model, tok, eval_sets, stop_ids, ratio=0.0):
-    """Greedy accuracy per split without hints (ratio 0), plus the `easy` and `hard` aggregates."""
+    """Accuracy per split without hints (ratio 0): greedy, except aime24, the mean over aime_samples samples per
+    problem. Plus the `easy` and `hard` aggregates (arith levels) or the `mean` over the benchmarks (task=math).
+    Under torchrun each rank evaluates every world-th problem and the counts are summed."""
     from verify import verify
     model.eval()
+    rank, world = rank_world()
     acc = {}
     for name, problems in eval_sets.items():
-        texts = greedy_completions(model, tok, [tok.encode(prompt_text(p, ratio)).ids for p in problems], stop_ids)
-        acc[name] = sum(verify(t, p["answer"]) for t, p in zip(texts, problems)) / max(len(problems), 1)
+        mine, k = problems[rank::world], aime_samples if name == "aime24" else 1
+        texts = greedy_completions(model, tok, [tok.encode(prompt_text(p, ratio)).ids for p in mine], stop_ids,
+                                   samples=k)
+        right, n = all_sum(sum(verify(t, p["answer"]) for t, p in zip(texts, [p for p in mine for _ in range(k)])),
+                           len(texts))
+        acc[name] = right / max(n, 1)
+    names = [n for n in benchmarks if n in eval_sets]
+    if names:  # the paper's mean: every benchmark weighs the same
+        acc["mean"] = sum(acc[n] for n in names) / len(names)
     for split, levels in (("easy", easy_levels), ("hard", hard_levels)):
         names = [f"L{lv}" for lv in levels if f"L{lv}" in eval_sets]
         if names:  # weighted by problem count
@@ -393,11 +472,14 @@ def step_probe(model, tok, eval_sets, stop_ids):
 
 
 def print_table(title, rows, columns):
-    """rows: {row name: {column: value}}; prints a fixed-width table."""
+    """rows: {row name: {column: value}}; prints a fixed-width table (on rank 0 only, when it has columns)."""
+    if rank_world()[0] or not columns:
+        return
+    w, r = max([8] + [len(str(c)) + 1 for c in columns]), max([10] + [len(str(n)) + 1 for n in rows])
     print(title)
-    print(f"{'':>10}" + "".join(f"{c:>8}" for c in columns))
+    print(f"{'':>{r}}" + "".join(f"{c:>{w}}" for c in columns))
     for name, vals in rows.items():
-        print(f"{name:>10}" + "".join(f"{vals[c]:>8.3f}" if c in vals else f"{'-':>8}" for c in columns))
+        print(f"{name:>{r}}" + "".join(f"{vals[c]:>{w}.3f}" if c in vals else f"{'-':>{w}}" for c in columns))
 
 # -----------------------------------------------------------------------------
 # data and the base model
@@ -410,32 +492,50 @@ def load_task():
         train, _ = make_splits(train_levels, eval_per_level)  # held-out problems never enter training
         _, evals = make_splits(eval_levels, eval_per_level)
         return train, {f"L{lv}": [p for p in evals if p["level"] == lv] for lv in eval_levels}
-    if task == "math":
-        from data.datasets import load_jsonl
-        train, skipped = load_jsonl(train_file, "math", levels=set(train_levels))
+    if task == "math":  # training file in MATH format; evaluation on the benchmarks in data/, no hints
+        from data.datasets import BENCHMARKS, load_jsonl
+        unknown = [b for b in benchmarks if b not in BENCHMARKS]
+        if unknown:
+            raise ValueError(f"benchmarks: unknown {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+        evals = {}
+        for name in benchmarks:
+            file, fmt = BENCHMARKS[name]
+            evals[name], skipped = load_jsonl(os.path.join(ROOT, "data", file), fmt, limit=bench_limit or None)
+            if skipped:
+                print(f"{file}: {skipped} rows skipped (empty or unparseable gold answer)")
+        if eval_only:
+            return [], evals
+        path = train_file if os.path.isfile(train_file) else os.path.join(ROOT, train_file)  # cwd, else the repo
+        train, skipped = load_jsonl(path, "math", levels=set(train_levels))
         print(f"{train_file}: {len(train)} problems, {skipped} skipped (empty or unparseable gold answer)")
-        return train, {}
+        if not train:
+            raise ValueError(f"{train_file}: no problems at train_levels {train_levels}")
+        return train, evals
     raise ValueError(f"task must be 'arith' or 'math', got {task!r}")
 
 
 def base_settings():
     keys = ("task", "n_layer", "n_embd", "n_head", "n_kv_head", "n_inner", "base_seed", "base_steps", "base_batch",
-            "base_row_len", "base_lr", "base_hint_frac", "easy_levels", "eval_per_level", "hint_ratios", "hint_template",
+            "base_row_len", "base_lr", "base_hint_frac", "base_partial_frac", "easy_levels", "hard_levels", "eval_per_level", "hint_ratios", "hint_template",
             "chat_template", "system_prompt")
-    with open(os.path.join(ROOT, "data", "arith.py"), "rb") as f:  # a change to the task or tokenizer retrains
-        task_code = hashlib.sha1(f.read()).hexdigest()
+    with open(os.path.join(ROOT, "data", "arith.py"), "rb") as f:  # a change to the task, tokenizer or SFT retrains
+        task_code = hashlib.sha1(f.read() + inspect.getsource(train_base).encode()).hexdigest()
     return {k: globals()[k] for k in keys} | {"task_code": task_code}
 
 
 def train_base(folder):
     """Supervised learning of a tiny Qwen2 on worked solutions of the easy levels only (data/arith.py), several
-    examples packed per row; a fraction of the prompts carry a hint so the base knows the hint format. Saves model
-    and tokenizer.json to `folder` (atomically)."""
+    examples packed per row; a fraction of the prompts carry a hint so the base knows the hint format. With
+    base_partial_frac > 0 a fraction of the rows end with a hard-level problem whose solution is cut off after 1 to
+    n-1 steps (no answer, no end token): the base reads hard problem texts and early steps, but never finishes one
+    (DEMO_NOTES.md: a base that never read a problem's length fails on its first step, leaving hints nothing to
+    train). Saves model and tokenizer.json to `folder` (atomically)."""
     from data.arith import make_splits, build_tokenizer, save_tokenizer
     from model import Qwen2, Qwen2Config
     tok = build_tokenizer([hint_template])
     end, eot = tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")
     train, _ = make_splits(easy_levels, eval_per_level)
+    hard_train, _ = make_splits(hard_levels, eval_per_level)  # held-out problems never enter training
     config = Qwen2Config(vocab_size=tok.get_vocab_size(), hidden_size=n_embd, intermediate_size=n_inner,
                          num_hidden_layers=n_layer, num_attention_heads=n_head, num_key_value_heads=n_kv_head,
                          max_position_embeddings=1024, rope_theta=10000.0, tie_word_embeddings=True,
@@ -447,16 +547,27 @@ def train_base(folder):
         x = torch.full((base_batch, base_row_len + 1), eot)
         m = torch.zeros(base_batch, base_row_len + 1)
         for b in range(base_batch):
+            partial = []  # with probability base_partial_frac the row ends with the first steps of a hard problem
+            if rng.random() < base_partial_frac:
+                p = rng.choice(hard_train)
+                steps = p["solution"].split("\n")[:-1]  # the step lines, without the boxed answer
+                a = tok.encode(prompt_text(p)).ids
+                partial = (a, tok.encode("\n".join(steps[:rng.randint(1, len(steps) - 1)]) + "\n").ids)
+            room = base_row_len + 1 - sum(map(len, partial))
             t = 0
             while True:
                 p = rng.choice(train)
                 ratio = rng.choice(hint_ratios) if rng.random() < base_hint_frac else 0.0
                 a, c = tok.encode(prompt_text(p, ratio)).ids, tok.encode(p["solution"]).ids + [end, eot]
-                if t + len(a) + len(c) > base_row_len + 1:
+                if t + len(a) + len(c) > room:
                     break
                 x[b, t:t + len(a) + len(c)] = torch.tensor(a + c)
                 m[b, t + len(a):t + len(a) + len(c) - 1] = 1.0  # learn the solution and its end, not the problem
                 t += len(a) + len(c)
+            if partial:
+                a, c = partial
+                x[b, t:t + len(a) + len(c)] = torch.tensor(a + c)
+                m[b, t + len(a):t + len(a) + len(c)] = 1.0  # the steps, and no end: the row just stops
         return x[:, :-1], x[:, 1:], m[:, 1:]
 
     opt = torch.optim.AdamW(model.parameters(), lr=base_lr, betas=(0.9, 0.95), weight_decay=0.0)
@@ -490,6 +601,63 @@ def load_base():
     return folder
 
 # -----------------------------------------------------------------------------
+# checkpoints: out_dir/ckpt-NNNNNN after NNNNNN RL steps, filled in a temporary folder and renamed into place, so a
+# kill at any moment leaves the previous checkpoint or the new one, never a partial one
+
+RESUME_FREE = ("resume", "out_dir", "threads", "ckpt_interval", "eval_interval", "probe_per_level", "eval_only",
+               "benchmarks", "bench_limit", "aime_samples", "eval_temperature")  # keys a resumed run may change
+
+
+def latest_checkpoint():
+    names = sorted(n for n in os.listdir(out_dir) if n.startswith("ckpt-")) if os.path.isdir(out_dir) else []
+    return os.path.join(out_dir, names[-1]) if names else None
+
+
+def save_checkpoint(model, optimizer, generator, step, state, tok_folder):
+    """Weights (and the float32 master weights of a bfloat16 run), AdamW moments, every rank's sampling generator, the
+    python and torch RNGs, the step (which fixes the data position and the learning rate) and the base model
+    reference. Called on every rank, written by rank 0."""
+    generators = all_gather(generator.get_state().cpu())
+    final = os.path.join(out_dir, f"ckpt-{step:06d}")
+    if rank_world()[0] or os.path.isdir(final):
+        return
+    tmp = tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=out_dir)
+    model.save_pretrained(os.path.join(tmp, "model"))
+    shutil.copy2(os.path.join(tok_folder, "tokenizer.json"), os.path.join(tmp, "model"))  # loadable as init_from
+    master = optimizer.param_groups[0]["params"]
+    master = None if master[0] is next(model.parameters()) else [m.detach().cpu() for m in master]
+    torch.save(state | {"step": step, "data_pos": step * prompts_per_step, "optimizer": optimizer.state_dict(),
+                        "master": master, "generators": generators, "python_rng": random.getstate(),
+                        "torch_rng": torch.get_rng_state()},
+               os.path.join(tmp, "state.pt"))
+    os.rename(tmp, final)
+    for name in os.listdir(out_dir):  # older checkpoints, and temporary folders a killed run left behind
+        if (name.startswith("ckpt-") and name < os.path.basename(final)) or name.startswith(".tmp-ckpt-"):
+            shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
+
+
+def load_checkpoint(path, base_folder, world):
+    """The state of a checkpoint, after checking it belongs to this run."""
+    state = torch.load(os.path.join(path, "state.pt"), map_location="cpu", weights_only=True)
+    now = {k: globals()[k] for k in config_keys}
+    changed = [f"{k}={state['config'][k]!r} (now {now[k]!r})" for k in config_keys
+               if k not in RESUME_FREE and state["config"].get(k) != now[k]]
+    if changed:
+        raise ValueError(f"{path}: written with other settings: {', '.join(changed)}; resume with the same ones")
+    if state["base"] != base_folder:
+        raise ValueError(f"{path}: trained from {state['base']}, this run's base model is {base_folder}")
+    if len(state["generators"]) != world:
+        raise ValueError(f"{path}: written by {len(state['generators'])} process(es), this run has {world}; "
+                         f"resume with the same torchrun --nproc_per_node")
+    return state
+
+
+def write_json(path, obj):
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+# -----------------------------------------------------------------------------
 # the loop
 
 
@@ -499,22 +667,49 @@ def main(argv):
     if threads:
         torch.set_num_threads(threads)
     t_start = time.time()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun: one process per GPU (or per CPU slice)
+        if device == "cuda":
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    rank, world = rank_world()
+    master = rank == 0
+    if prompts_per_step % world:
+        raise ValueError(f"prompts_per_step={prompts_per_step} must be a multiple of the {world} processes")
     os.makedirs(out_dir, exist_ok=True)
-    dev = torch.device(device)
+    dev = torch.device(device, torch.cuda.current_device()) if device == "cuda" else torch.device(device)
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     train, eval_sets = load_task()
-    base_folder = load_base()
-    model = Qwen2.from_pretrained(base_folder, dtype=torch_dtype, device=dev)
+    base_folder = all_gather(load_base() if master else None)[0]  # rank 0 trains the demo base model once
+    ckpt = latest_checkpoint() if resume else None
+    state = load_checkpoint(ckpt, base_folder, world) if ckpt else None
+    model = Qwen2.from_pretrained(os.path.join(ckpt, "model") if ckpt else base_folder, dtype=torch_dtype, device=dev)
     tok = load_tokenizer(base_folder)
     stop_ids = stop_token_ids(tok)
     ref_model = Qwen2.from_pretrained(base_folder, dtype=torch_dtype, device=dev).eval() if kl_coef > 0 else None
     summary = {"method": method, "seed": seed, "config": {k: globals()[k] for k in config_keys}}
+    columns = list(eval_sets) + ["mean", "easy", "hard"]
 
-    # before RL: the base model's accuracy, and the two diagnostics
-    columns = list(eval_sets) + ["easy", "hard"]
-    summary["eval_before"] = evaluate(model, tok, eval_sets, stop_ids)
-    print_table("eval before RL (greedy, no hints)", {"base": summary["eval_before"]}, columns)
-    if probe_per_level and task == "arith":
+    if eval_only:  # the paper's table: one column per benchmark, then the mean
+        summary["model"] = os.path.join(ckpt, "model") if ckpt else base_folder
+        summary["eval"] = evaluate(model, tok, eval_sets, stop_ids)
+        summary["eval_rows"] = {k: len(v) for k, v in eval_sets.items()}
+        print_table(f"eval (no hints; greedy, aime24 mean of {aime_samples} samples)",
+                    {os.path.basename(summary["model"].rstrip("/")): summary["eval"]},
+                    [c for c in columns if c in summary["eval"]])
+        if master:
+            write_json(os.path.join(out_dir, "summary.json"), summary)
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        return summary
+
+    # before RL: the base model's accuracy, and the two diagnostics (a resumed run has them in its checkpoint)
+    if state:
+        summary |= state["summary"]
+    else:
+        summary["eval_before"] = evaluate(model, tok, eval_sets, stop_ids)
+    columns = [c for c in columns if c in summary["eval_before"]]
+    print_table("eval before RL (no hints)", {"base": summary["eval_before"]}, columns)
+    if probe_per_level and task == "arith" and not state:
         summary["hint_probe"] = hint_probe(model, tok, eval_sets, stop_ids)
         print_table("hint probe: base accuracy with a hint of each ratio", summary["hint_probe"], columns)
         summary["step_probe"] = step_probe(model, tok, eval_sets, stop_ids)
@@ -522,17 +717,47 @@ def main(argv):
         print_table("step probe: accuracy of step k given the correct steps before it", summary["step_probe"], steps)
 
     order = problem_order(train)
-    generator = torch.Generator(device=dev).manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(beta1, beta2), eps=1e-8, weight_decay=weight_decay)
+    generator = torch.Generator(device=dev).manual_seed(seed + 100003 * rank)  # one sampling stream per rank
+    params = list(model.parameters())  # below float32, AdamW updates float32 master copies (policy_update)
+    weights = params if torch_dtype == torch.float32 else [p.detach().float().requires_grad_() for p in params]
+    optimizer = torch.optim.AdamW(weights, lr=lr, betas=(beta1, beta2), eps=1e-8, weight_decay=weight_decay)
     warmup = max(1, round(warmup_frac * rl_steps))
     schedule = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / rl_steps)))
-    metrics_file = open(os.path.join(out_dir, "metrics.jsonl"), "w")
-    skipped_updates = 0
+    start, skipped_updates = 0, 0
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
+        with torch.no_grad():
+            for m, saved in zip(weights, state["master"] or []):
+                m.copy_(saved)
+        generator.set_state(state["generators"][rank])
+        random.setstate(state["python_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        start, skipped_updates = state["step"], state["skipped_updates"]
+        if master:
+            print(f"resumed from {ckpt} at step {start}")
+    metrics_path, kept = os.path.join(out_dir, "metrics.jsonl"), []
+    if state and os.path.isfile(metrics_path):  # keep the log up to the checkpoint, drop what came after it
+        with open(metrics_path) as f:
+            for line in f:
+                with contextlib.suppress(ValueError):  # a line cut by the kill
+                    if json.loads(line)["step"] < start:
+                        kept.append(line)
+    if master:
+        with open(metrics_path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(metrics_path + ".tmp", metrics_path)
+        metrics_file = open(metrics_path, "a")
+    per_rank = prompts_per_step // world
+    ckpt_state = lambda: {"config": summary["config"], "base": base_folder, "skipped_updates": skipped_updates,
+                          "summary": {k: v for k, v in summary.items() if k not in ("config",)}}
 
-    for step in range(rl_steps):
+    for step in range(start, rl_steps):
         t0 = time.time()
+        for group in optimizer.param_groups:
+            group["lr"] = lr * schedule(step)
         model.eval()
-        problems = [order[(step * prompts_per_step + i) % len(order)] for i in range(prompts_per_step)]
+        batch = [order[(step * prompts_per_step + i) % len(order)] for i in range(prompts_per_step)]
+        problems = batch[rank * per_rank:(rank + 1) * per_rank]  # this rank's slice: whole groups on one rank
         groups, stage = rollout_with_hints(model, tok, problems, step, stop_ids, generator)
         acc = torch.stack([g["acc"] for g in groups])  # (P, G)
         rewards = acc + format_reward * torch.stack([g["fmt"] for g in groups])  # (P, G)
@@ -541,13 +766,16 @@ def main(argv):
         rows = pack_rows([groups[i] for i in keep])
         row_adv = adv[keep].flatten().to(dev) if keep else None  # (rows,)
         model.train()
+        n_rows = all_sum(len(rows))[0]  # every rank takes part in the update when any rank has rows
         grad_norm, stats, updated = (policy_update(model, optimizer, rows, row_adv, ref_model, dev)
-                                     if rows else (0.0, [], False))
-        skipped_updates += not updated and bool(rows)
-        for group in optimizer.param_groups:
-            group["lr"] = lr * schedule(step + 1)
+                                     if n_rows else (0.0, [], False))
+        skipped_updates += not updated and bool(n_rows)
 
-        n_tokens = sum(int(g["mask"].sum()) for g in groups)
+        # the step's metrics over all ranks, in the global batch's order
+        parts = all_gather((acc.tolist(), rewards.tolist(), stage, sum(int(g["mask"].sum()) for g in groups), stats))
+        acc, rewards = torch.tensor([a for p in parts for a in p[0]]), torch.tensor([r for p in parts for r in p[1]])
+        stage, stats = [s for p in parts for s in p[2]], [s for p in parts for s in p[4]]
+        n_tokens = sum(p[3] for p in parts)
         dt = time.time() - t0
         record = {
             "step": step, "reward": rewards.mean().item(), "accuracy": acc.mean().item(),
@@ -555,29 +783,38 @@ def main(argv):
             "all_wrong": (acc.sum(1) == 0).float().mean().item(),  # groups with no signal after hints
             "response_len": n_tokens / acc.numel(), "grad_norm": grad_norm,
             "tokens_per_s": n_tokens / dt, "step_s": dt, "lr": optimizer.param_groups[0]["lr"],
-            "skipped_updates": skipped_updates,
+            "skipped_updates": skipped_updates,  # non-finite loss or gradients: the update was skipped
         } | ({k: sum(s[k] for s in stats) / len(stats) for k in stats[0]} if stats else {})
-        metrics_file.write(json.dumps(record) + "\n")
-        metrics_file.flush()
-        eta = dt * (rl_steps - step - 1)
-        hinted = " ".join(f"{v:.2f}" for v in record["hinted"].values())
-        print(f"step {step:4d} | reward {record['reward']:.3f} | acc {record['accuracy']:.3f} | hinted {hinted} | "
-              f"len {record['response_len']:.1f} | gnorm {grad_norm:.3f} | {record['tokens_per_s']:.0f} tok/s | "
-              f"eta {eta:.0f}s", flush=True)
+        if master:
+            metrics_file.write(json.dumps(record) + "\n")
+            metrics_file.flush()
+            eta = dt * (rl_steps - step - 1)
+            hinted = " ".join(f"{v:.2f}" for v in record["hinted"].values())
+            print(f"step {step:4d} | reward {record['reward']:.3f} | acc {record['accuracy']:.3f} | hinted {hinted} | "
+                  f"len {record['response_len']:.1f} | gnorm {grad_norm:.3f} | {record['tokens_per_s']:.0f} tok/s | "
+                  f"eta {eta:.0f}s", flush=True)
         if eval_interval and (step + 1) % eval_interval == 0 and step + 1 < rl_steps:
             mid = evaluate(model, tok, eval_sets, stop_ids)
-            print("eval", " ".join(f"{k} {v:.3f}" for k, v in mid.items()))
-            metrics_file.write(json.dumps({"step": step, "eval": mid}) + "\n")
+            if master:
+                print("eval", " ".join(f"{k} {v:.3f}" for k, v in mid.items()))
+                metrics_file.write(json.dumps({"step": step, "eval": mid}) + "\n")
+                metrics_file.flush()
+        if ckpt_interval and (step + 1) % ckpt_interval == 0:
+            save_checkpoint(model, optimizer, generator, step + 1, ckpt_state(), base_folder)
 
+    save_checkpoint(model, optimizer, generator, rl_steps, ckpt_state(), base_folder)  # --resume then only evaluates
     summary["eval_after"] = evaluate(model, tok, eval_sets, stop_ids)
-    print_table("eval (greedy, no hints)", {"before": summary["eval_before"], "after": summary["eval_after"]},
-                columns)
+    print_table("eval (no hints)", {"before": summary["eval_before"], "after": summary["eval_after"]}, columns)
     summary["skipped_updates"] = skipped_updates
     summary["wall_seconds"] = time.time() - t_start
-    model.save_pretrained(os.path.join(out_dir, "model"))
-    with open(os.path.join(out_dir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-    print(f"done in {summary['wall_seconds']:.0f}s -> {out_dir}/summary.json")
+    if master:
+        model.save_pretrained(os.path.join(out_dir, "model"))
+        shutil.copy2(os.path.join(base_folder, "tokenizer.json"), os.path.join(out_dir, "model"))
+        write_json(os.path.join(out_dir, "summary.json"), summary)
+        metrics_file.close()
+        print(f"done in {summary['wall_seconds']:.0f}s -> {out_dir}/summary.json")
+    if dist.is_initialized():
+        dist.destroy_process_group()
     return summary
 
 

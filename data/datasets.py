@@ -12,6 +12,10 @@ from verify import gold_answer, is_parseable
 # field that holds the problem text, per dataset format
 PROBLEM_FIELD = {"math": "problem", "math500": "problem", "gsm8k": "question", "aime24": "problem", "amc23": "problem",
                  "minerva": "problem", "olympiadbench": "question"}
+# the evaluation benchmarks shipped in data/ (origins and licences: data/LICENSES.md): name -> (file, format)
+BENCHMARKS = {"aime24": ("aime24_test.jsonl", "aime24"), "math500": ("math500_test.jsonl", "math500"),
+              "olympiadbench": ("olympiadbench_test.jsonl", "olympiadbench"), "amc23": ("amc23_test.jsonl", "amc23"),
+              "minerva": ("minerva_math_test.jsonl", "minerva"), "gsm8k": ("gsm8k_test.jsonl", "gsm8k")}
 
 
 def load_jsonl(path, dataset, levels=None, limit=None):

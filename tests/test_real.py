@@ -1,0 +1,219 @@
+"""The real-model path on the CPU: a random tiny Qwen2 checkpoint in Hugging Face format with a byte-level BPE
+tokenizer, the qwen2.5-math-1.5b config (chat template, task=math, benchmarks), exact resume after a kill, and two
+gloo ranks under torchrun giving the single-process update."""
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+import ghpo
+from data.datasets import BENCHMARKS
+from model import Qwen2, Qwen2Config, load_tokenizer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMING = ("tokens_per_s", "step_s")
+
+
+@pytest.fixture(autouse=True)
+def fresh_config():
+    """main() writes ghpo's module globals: restore them after every test."""
+    saved = {k: getattr(ghpo, k) for k in ghpo.config_keys}
+    yield
+    for k, v in saved.items():
+        setattr(ghpo, k, v)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A random-weight tiny Qwen2 saved in Hugging Face format, a byte-level BPE tokenizer.json with Qwen's special
+    tokens, and a train file of real MATH level 3-5 problems whose answers are one digit (a random model then gets
+    some right through the verifier's last-number fallback, so groups have mixed rewards and updates are non-zero)."""
+    root = tmp_path_factory.mktemp("tiny")
+    rows = [json.loads(l) for l in open(os.path.join(REPO, "data", "math_train_l345.jsonl"))][:2000]
+    picked = [r for r in rows if r["answer"] in tuple("0123456789")][:8]
+    train = root / "math.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in picked))
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator([r["problem"] + "\n" + r["solution"] for r in rows[:300]], trainer)
+    folder = root / "Qwen2-tiny"
+    cfg = Qwen2Config(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                      tie_word_embeddings=True, eos_token_id=tok.token_to_id("<|im_end|>"))
+    Qwen2.from_config(cfg, seed=0).save_pretrained(folder)
+    tok.save(str(folder / "tokenizer.json"))
+    return dict(folder=str(folder), train=str(train), problems=picked)
+
+
+def real_args(tiny, out, *extra):
+    """The real-model config with CPU-sized overrides: same code path (chat template, task=math, benchmarks)."""
+    return ["--config", "qwen2.5-math-1.5b.py", f"--init_from={tiny['folder']}", "--device=cpu", f"--out_dir={out}",
+            f"--train_file={tiny['train']}", "--threads=1", "--prompts_per_step=4", "--group_size=8",
+            "--max_new_tokens=12", "--micro_batch=16", *extra]
+
+
+def metrics(out):
+    return [{k: v for k, v in json.loads(l).items() if k not in TIMING} for l in open(os.path.join(out, "metrics.jsonl"))]
+
+
+def weights(folder):
+    return load_file(os.path.join(folder, "model.safetensors"))
+
+# ---- end to end: train, then evaluate on every benchmark
+
+
+def test_real_config_trains_then_evaluates_every_benchmark(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    summary = ghpo.main(real_args(tiny, out, "--rl_steps=2", "--bench_limit=2", "--aime_samples=2"))
+    # the config's settings reached the loop: chat template with the recipe's system prompt, bfloat16
+    assert ghpo.chat_template and ghpo.system_prompt.startswith("You are a helpful AI Assistant")
+    assert ghpo.dtype == "bfloat16" and ghpo.task == "math"
+    prompt = ghpo.prompt_text(tiny["problems"][0])
+    assert prompt.startswith("<|im_start|>system\nYou are a helpful") and prompt.endswith("<|im_start|>assistant\n")
+    names = set(BENCHMARKS)
+    for key in ("eval_before", "eval_after"):
+        assert set(summary[key]) == names | {"mean"}
+        assert all(0.0 <= v <= 1.0 for v in summary[key].values())
+        assert summary[key]["mean"] == pytest.approx(sum(summary[key][n] for n in names) / len(names))
+    lines = metrics(out)
+    assert [l["step"] for l in lines] == [0, 1] and all(l["skipped_updates"] == 0 for l in lines)
+    assert any(l["grad_norm"] > 0 for l in lines)  # mixed rewards: a real update happened ...
+    # ... kept in float32 master weights: lr 1e-6 steps that bfloat16 weights alone would round away
+    state = torch.load(out / "ckpt-000002" / "state.pt", weights_only=True)  # the end-of-run checkpoint
+    init = Qwen2.from_pretrained(tiny["folder"], dtype=torch.float32)
+    assert all(m.dtype == torch.float32 for m in state["master"])
+    assert max((m - p).abs().max().item() for m, p in zip(state["master"], init.parameters())) > 0
+    assert weights(out / "model")["model.norm.weight"].dtype == torch.bfloat16
+    capsys.readouterr()
+
+    # eval-only on the trained model (a Hugging Face folder with its tokenizer): the paper-shaped table
+    ev = tmp_path / "eval"
+    summary = ghpo.main(real_args(tiny, ev, f"--init_from={out / 'model'}", "--eval_only=True", "--bench_limit=3",
+                                  "--aime_samples=2"))
+    table = capsys.readouterr().out
+    header = next(l.split() for l in table.splitlines() if l.split()[:1] == ["aime24"])
+    assert header == ["aime24", "math500", "olympiadbench", "amc23", "minerva", "gsm8k", "mean"]
+    assert table.splitlines()[-1].split()[0] == "model" and len(table.splitlines()[-1].split()) == 8
+    saved = json.loads((ev / "summary.json").read_text())
+    assert set(saved["eval"]) == names | {"mean"} and saved["eval_rows"] == {n: 3 for n in names}
+    assert saved["eval"] == summary["eval"] and not os.path.exists(ev / "metrics.jsonl")
+
+
+def test_benchmark_files_load_and_limit():
+    for name, (file, fmt) in BENCHMARKS.items():
+        ghpo.task, ghpo.benchmarks, ghpo.bench_limit, ghpo.eval_only = "math", (name,), 4, True
+        _, evals = ghpo.load_task()
+        assert list(evals) == [name] and len(evals[name]) == 4 and all(p["answer"] for p in evals[name])
+    ghpo.benchmarks = ("aime24", "mmlu")
+    with pytest.raises(ValueError, match="benchmarks: unknown mmlu"):
+        ghpo.load_task()
+
+# ---- exact resume after a kill
+
+
+def test_resume_after_kill_equals_uninterrupted_run(tiny, tmp_path):
+    extra = ("--dtype=float32", "--benchmarks=()", "--rl_steps=6", "--ckpt_interval=2", "--lr=1e-3", "--seed=1")
+    full = tmp_path / "full"
+    ghpo.main(real_args(tiny, full, *extra))
+    want = metrics(full)
+    assert any(l["grad_norm"] > 0 for l in want[2:])  # the resumed steps do move the weights
+
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "ghpo.py"), *real_args(tiny, cut, *extra)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while proc.poll() is None:  # kill -9 as soon as step 2 is logged: after checkpoint 2, before checkpoint 4
+        if (cut / "metrics.jsonl").exists() and len((cut / "metrics.jsonl").read_text().splitlines()) >= 3:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    assert proc.wait() == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]  # killed mid-run, not finished
+    assert len(metrics(cut)) < 6 and any(n.startswith("ckpt-") for n in os.listdir(cut))
+
+    ghpo.main(real_args(tiny, cut, *extra, "--resume=True"))
+    assert metrics(cut) == want  # every step's metrics, timing aside, the lines after the kill included
+    a, b = weights(full / "model"), weights(cut / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert sorted(n for n in os.listdir(cut) if "ckpt" in n) == ["ckpt-000006"]  # older and temporary ones removed
+    with pytest.raises(ValueError, match=r"written with other settings: lr=0.001 \(now 0.01\)"):
+        ghpo.main(real_args(tiny, cut, *extra, "--resume=True", "--lr=1e-2"))
+
+
+def test_non_finite_gradients_skip_the_update(tiny):
+    model = Qwen2.from_pretrained(tiny["folder"])
+    tok = load_tokenizer(tiny["folder"])
+    ids = tok.encode("What is 1+1? \\boxed{2}").ids
+    rows = [(ids, 3, 0), (ids, 4, 0)]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    with torch.no_grad():
+        model.model.norm.weight[0] = float("inf")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    grad_norm, _, updated = ghpo.policy_update(model, opt, rows, torch.tensor([1.0, -1.0]), None, "cpu")
+    assert not updated and not torch.isfinite(torch.tensor(grad_norm))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+# ---- two gloo ranks under torchrun == one process on the same global batch
+
+
+def scripted_sampler(model, prompts, G, max_new_tokens, stop_ids=(), **kw):
+    """Stands in for rollout.sample_groups: completions are a function of the prompt ids and the row only (the
+    sampling RNG of one process and of two ranks differ), every other one holding a \\boxed{} answer."""
+    tok = load_tokenizer(os.environ["GHPO_TEST_TOKENIZER"])
+    rows = []
+    for p in prompts:
+        for j in range(G):
+            rng = random.Random(hashlib.sha1(f"{p}-{j}".encode()).hexdigest())
+            text = f"x{rng.randint(0, 99)} \\boxed{{{rng.randint(0, 9)}}}" if j % 2 == 0 else f"{rng.random():.3f}"
+            rows.append(tok.encode(text).ids[:max_new_tokens - 1] + list(stop_ids[:1]))
+    T = max(map(len, rows))
+    tokens = torch.tensor([r + [0] * (T - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (T - len(r)) for r in rows], dtype=torch.bool)
+    return dict(tokens=tokens, mask=mask, logprobs=torch.zeros(tokens.shape), lengths=mask.sum(1),
+                finish_reason=["stop"] * len(rows), prompt_index=torch.arange(len(prompts)).repeat_interleave(G))
+
+
+def test_two_gloo_ranks_equal_one_process(tiny, tmp_path, monkeypatch):
+    import rollout
+    monkeypatch.setenv("GHPO_TEST_TOKENIZER", tiny["folder"])
+    extra = ("--dtype=float32", "--benchmarks=('math500','amc23')", "--bench_limit=3", "--rl_steps=2", "--lr=1e-3",
+             "--micro_batch=3", "--group_size=4", "--ckpt_interval=1")
+    script = tmp_path / "run.py"
+    script.write_text(f"import sys\nsys.path[:0] = [{REPO!r}, {os.path.join(REPO, 'tests')!r}]\n"
+                      "import ghpo, rollout, test_real\nrollout.sample_groups = test_real.scripted_sampler\n"
+                      "ghpo.main(sys.argv[1:])\n")
+    two = tmp_path / "two"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script), *real_args(tiny, two, *extra)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("step    1 |") == 1 and proc.stdout.count("done in") == 1  # rank 0 alone logs
+    monkeypatch.setattr(rollout, "sample_groups", scripted_sampler)
+    one = tmp_path / "one"
+    summary = ghpo.main(real_args(tiny, one, *extra))
+
+    a, b, init = weights(one / "model"), weights(two / "model"), weights(tiny["folder"])
+    assert max((a[k] - init[k]).abs().max().item() for k in a) > 1e-4  # the update is not trivial
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=1e-5)
+    m1, m2 = metrics(one), metrics(two)
+    for l1, l2 in zip(m1, m2, strict=True):  # aggregated over ranks in the global batch's order
+        assert {k: l1[k] for k in ("reward", "accuracy", "hinted", "response_len")} == \
+               {k: l2[k] for k in ("reward", "accuracy", "hinted", "response_len")}
+        assert l2["grad_norm"] == pytest.approx(l1["grad_norm"], rel=1e-5)
+    saved = json.loads((two / "summary.json").read_text())
+    assert saved["eval_after"] == summary["eval_after"]  # evaluation sharded over ranks and summed
+    assert sorted(os.listdir(two)) == ["ckpt-000002", "metrics.jsonl", "model", "summary.json"]  # rank 0 wrote once
+    state = torch.load(two / "ckpt-000002" / "state.pt", weights_only=True)
+    assert len(state["generators"]) == 2 and state["step"] == 2 and state["base"] == tiny["folder"]
