@@ -106,6 +106,23 @@ def rotary_cos_sin(positions, head_dim, theta, dtype):
     return emb.cos().to(dtype)[:, None], emb.sin().to(dtype)[:, None]  # (B, 1, T, D) each
 
 
+ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def use_onednn(x):
+    """Whether dense() takes oneDNN's float32 GEMM: about twice MKL's speed on AVX-512 CPUs where MKL keeps to its AVX2
+    code (AMD EPYC; bench/step.py). It sums in another order (~1e-6 relative) and has no autograd, so only inference
+    through the KV cache (the sampler) uses it: full forwards stay bit-identical to transformers."""
+    return ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+
+
+def dense(x, layer, onednn=False):
+    """layer(x) for an nn.Linear, through oneDNN when onednn."""
+    if onednn:
+        return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "none", [], "")
+    return layer(x)
+
+
 def apply_rotary(x, cos, sin):
     x1, x2 = x.chunk(2, dim=-1)
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin  # rotate-half convention of Qwen2
@@ -121,24 +138,37 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(config.hidden_size, self.n_kv_head * self.head_dim, bias=True)
         self.o_proj = nn.Linear(self.n_head * self.head_dim, config.hidden_size, bias=False)
 
-    def forward(self, x, cos, sin, kv=None, slots=None, mask=None):
+    def forward(self, x, cos, sin, kv=None, slots=None, mask=None, onednn=False):
         """x (B, T, C). Without kv: causal self-attention over x. With kv=(k_cache, v_cache) of shape
-        (B, Hkv, Tmax, D): writes this call's keys/values at the absolute positions slots (B, T) and attends to the
-        first S cache slots under mask (B, 1, T, S) (key j is visible from slot s when j <= s)."""
+        (B, Hkv, Tmax, D): writes this call's keys/values at the flat cache rows `slots` (B*Hkv*T,) (see
+        Qwen2.forward) and attends to the first S cache slots under the additive mask (B, 1, T, S) (0 where key j is
+        visible from slot s, i.e. j <= s, else -inf)."""
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
-        v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        q = dense(x, self.q_proj, onednn).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = dense(x, self.k_proj, onednn).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        v = dense(x, self.v_proj, onednn).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if kv is not None:
             k_cache, v_cache = kv
-            rows = torch.arange(B, device=x.device)[:, None]
-            k_cache[rows, :, slots] = k.transpose(1, 2)  # scatter (B, T, Hkv, D) into (B, Hkv, Tmax, D)
-            v_cache[rows, :, slots] = v.transpose(1, 2)
+            k_cache.view(-1, self.head_dim).index_copy_(0, slots, k.reshape(-1, self.head_dim))  # (B*Hkv*T, D) rows
+            v_cache.view(-1, self.head_dim).index_copy_(0, slots, v.reshape(-1, self.head_dim))
             k, v = k_cache[:, :, :mask.shape[-1]], v_cache[:, :, :mask.shape[-1]]  # (B, Hkv, S, D)
+            if T == 1 and x.device.type == "cpu":  # decoding: plain matmuls beat SDPA's CPU kernel for one query
+                y = decode_attention(q, k, v, mask)  # (B, H, 1, D)
+                return dense(y.view(B, 1, self.n_head * self.head_dim), self.o_proj, onednn)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=kv is None,
                                            enable_gqa=self.n_head != self.n_kv_head)  # (B, H, T, D)
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim))
+        return dense(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim), self.o_proj, onednn)
+
+
+def decode_attention(q, k, v, mask):
+    """One query per row: q (B, H, 1, D), k/v (B, Hkv, S, D), additive mask (B, 1, 1, S) -> (B, H, 1, D). The H/Hkv
+    query heads that share a key/value head are the rows of one small matmul, so keys are never repeated."""
+    B, H, _, D = q.shape
+    Hkv = k.shape[1]
+    att = q.view(B, Hkv, H // Hkv, D) @ k.transpose(-1, -2)  # (B, Hkv, H/Hkv, S)
+    att = (att * D ** -0.5 + mask).softmax(-1, dtype=torch.float32).to(v.dtype)  # float32 softmax, as SDPA's
+    return (att @ v).view(B, H, 1, D)
 
 
 class MLP(nn.Module):
@@ -148,8 +178,8 @@ class MLP(nn.Module):
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
 
-    def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))  # SwiGLU
+    def forward(self, x, onednn=False):
+        return dense(F.silu(dense(x, self.gate_proj, onednn)) * dense(x, self.up_proj, onednn), self.down_proj, onednn)
 
 
 class Block(nn.Module):
@@ -160,9 +190,9 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, kv=None, slots=None, mask=None):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, kv, slots, mask)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    def forward(self, x, cos, sin, kv=None, slots=None, mask=None, onednn=False):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, kv, slots, mask, onednn)
+        return x + self.mlp(self.post_attention_layernorm(x), onednn)
 
 # -----------------------------------------------------------------------------
 # the model
@@ -205,7 +235,6 @@ class Qwen2(nn.Module):
         kv_cache: from new_kv_cache(); pos (B,): the absolute position of idx[:, 0] in each row (the number of tokens
         that row already has in the cache). Rows may sit at different positions (prompts of different lengths)."""
         B, T = idx.shape
-        mask = None
         if kv_cache is None:
             positions = torch.arange(T, device=idx.device).expand(B, T)  # (B, T)
         else:
@@ -213,14 +242,22 @@ class Qwen2(nn.Module):
             span = int(positions.max()) + 1  # the one host sync: keys beyond every row's last slot are never read
             if span > kv_cache[0].shape[3]:
                 raise ValueError(f"position {span - 1} is beyond the KV cache length {kv_cache[0].shape[3]}")
-            mask = (torch.arange(span, device=idx.device) <= positions[:, :, None])[:, None]  # (B, 1, T, S)
         x = self.model.embed_tokens(idx)  # (B, T, C)
+        slots = mask = None
+        onednn = kv_cache is not None and use_onednn(x)
+        if kv_cache is not None:  # built once, shared by every layer
+            visible = torch.arange(span, device=idx.device) <= positions[:, :, None]  # (B, T, S)
+            mask = torch.zeros(visible.shape, dtype=x.dtype, device=idx.device).masked_fill_(~visible, float("-inf"))
+            mask = mask[:, None]  # (B, 1, T, S) additive
+            Hkv, Tmax = kv_cache[0].shape[2], kv_cache[0].shape[3]
+            heads = torch.arange(B * Hkv, device=idx.device).view(B, Hkv, 1)  # (B, Hkv, 1) row b, head h: b*Hkv + h
+            slots = (heads * Tmax + positions[:, None, :]).flatten()  # (B*Hkv*T,) flat cache rows of this call
         cos, sin = rotary_cos_sin(positions, self.config.head_dim, self.config.rope_theta, x.dtype)
         for i, block in enumerate(self.model.layers):
             kv = None if kv_cache is None else (kv_cache[0][i], kv_cache[1][i])
-            x = block(x, cos, sin, kv, positions, mask)
+            x = block(x, cos, sin, kv, slots, mask, onednn)
         h = self.model.norm(x)  # (B, T, C)
-        return h if return_hidden else self.lm_head(h)  # (B, T, V)
+        return h if return_hidden else dense(h, self.lm_head, onednn)  # (B, T, V)
 
     def new_kv_cache(self, batch_size, max_len):
         """Preallocated keys and values for every layer: two tensors (L, B, Hkv, max_len, D)."""
