@@ -110,17 +110,44 @@ ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_li
 
 
 def use_onednn(x):
-    """Whether dense() takes oneDNN's float32 GEMM: about twice MKL's speed on AVX-512 CPUs where MKL keeps to its AVX2
-    code (AMD EPYC; bench/step.py). It sums in another order (~1e-6 relative) and has no autograd, so only inference
-    through the KV cache (the sampler) uses it: full forwards stay bit-identical to transformers."""
-    return ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+    """Whether dense() may take oneDNN's float32 GEMM: about twice MKL's speed on AVX-512 CPUs where MKL keeps to its
+    AVX2 code (AMD EPYC; bench/step.py). It sums in another order (~1e-6 relative), so Qwen2.forward takes it only
+    through the KV cache (the sampler) and in training mode (see there): eval-mode full forwards stay bit-identical
+    to transformers."""
+    return ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32
+
+
+def onednn_linear(x, weight, bias=None):
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")  # x @ weight^T + bias
+
+
+class OneDNNLinear(torch.autograd.Function):
+    """x @ W^T + b with oneDNN GEMMs both ways: grad_x = grad_y @ W, grad_W = grad_y^T @ x (transposed views, which
+    oneDNN reads without a copy), grad_b = column sums of grad_y."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return onednn_linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, weight = ctx.saved_tensors
+        gy2 = gy.reshape(-1, gy.shape[-1])  # (M, N)
+        gx = onednn_linear(gy, weight.T) if ctx.needs_input_grad[0] else None  # (..., K)
+        gw = onednn_linear(gy2.T, x.reshape(-1, x.shape[-1]).T) if ctx.needs_input_grad[1] else None  # (N, K)
+        gb = gy2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None  # (N,)
+        return gx, gw, gb
 
 
 def dense(x, layer, onednn=False):
-    """layer(x) for an nn.Linear, through oneDNN when onednn."""
-    if onednn:
-        return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "none", [], "")
-    return layer(x)
+    """layer(x) for an nn.Linear, through oneDNN when onednn (with its own backward when grad is on)."""
+    if not onednn:
+        return layer(x)
+    if torch.is_grad_enabled():
+        return OneDNNLinear.apply(x, layer.weight, layer.bias)
+    return onednn_linear(x, layer.weight, layer.bias)
 
 
 def apply_rotary(x, cos, sin):
@@ -244,7 +271,10 @@ class Qwen2(nn.Module):
                 raise ValueError(f"position {span - 1} is beyond the KV cache length {kv_cache[0].shape[3]}")
         x = self.model.embed_tokens(idx)  # (B, T, C)
         slots = mask = None
-        onednn = kv_cache is not None and use_onednn(x)
+        # oneDNN GEMMs for the sampler (KV cache) and for every training-mode forward, the policy update's with grad
+        # and its no-grad old log-probs alike, so the PPO ratio starts at 1 to the bit; eval mode (the parity
+        # tests, a frozen reference model) keeps torch's default GEMMs, bit-identical to transformers
+        onednn = (kv_cache is not None or self.training) and use_onednn(x)
         if kv_cache is not None:  # built once, shared by every layer
             visible = torch.arange(span, device=idx.device) <= positions[:, :, None]  # (B, T, S)
             mask = torch.zeros(visible.shape, dtype=x.dtype, device=idx.device).masked_fill_(~visible, float("-inf"))
