@@ -44,8 +44,9 @@ def main(argv):
     runs = [(m, s, os.path.join(out_dir, f"{m}-s{s}")) for m in methods for s in seeds]
     # the first run trains and caches the base model; the others start from it
     run(passed, runs[0][2], runs[0][0], runs[0][1], os.cpu_count() or 1)
+    # the probes describe the shared base model: the first run's summary has them, the others skip them
     with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(lambda r: run(passed, r[2], r[0], r[1], threads), runs[1:]))
+        list(pool.map(lambda r: run(passed + ["--probe_per_level=0"], r[2], r[0], r[1], threads), runs[1:]))
 
     summaries = {r: json.load(open(os.path.join(r[2], "summary.json"))) for r in runs}
     splits = list(next(iter(summaries.values()))["eval_before"])

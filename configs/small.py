@@ -1,5 +1,6 @@
 # CPU demo: a tiny Qwen2 (~0.8M parameters) learns repeated modular addition (data/arith.py).
-# The base model is trained by SFT on levels 1-3 only; RL draws prompts from levels 1-6; "hard" = levels 4-5.
+# The base model learns levels 1-3 by SFT (30% of its rows end with the first steps of a level 4-5 problem, never its
+# last step or answer); RL draws prompts from levels 1-6; "hard" = levels 4-5.
 out_dir = "out/small"
 task = "arith"
 method = "ghpo"
@@ -13,7 +14,10 @@ n_embd = 128
 n_head = 4
 n_kv_head = 2
 n_inner = 384
-base_steps = 400
+base_steps = 800
+base_lr = 2e-3
+base_hint_frac = 0.5
+base_partial_frac = 0.3
 rl_steps = 60
 prompts_per_step = 32
 group_size = 8

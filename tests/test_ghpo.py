@@ -14,13 +14,7 @@ from data.datasets import load_jsonl
 from model import Qwen2, Qwen2Config
 
 
-@pytest.fixture(autouse=True)
-def fresh_config():
-    """configure() writes ghpo's module globals: restore them after every test."""
-    saved = {k: getattr(ghpo, k) for k in ghpo.config_keys}
-    yield
-    for k, v in saved.items():
-        setattr(ghpo, k, v)
+pytestmark = pytest.mark.usefixtures("restore_ghpo_config")
 
 
 @pytest.fixture(scope="module")

@@ -23,13 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMING = ("tokens_per_s", "step_s")
 
 
-@pytest.fixture(autouse=True)
-def fresh_config():
-    """main() writes ghpo's module globals: restore them after every test."""
-    saved = {k: getattr(ghpo, k) for k in ghpo.config_keys}
-    yield
-    for k, v in saved.items():
-        setattr(ghpo, k, v)
+pytestmark = pytest.mark.usefixtures("restore_ghpo_config")
 
 
 @pytest.fixture(scope="module")
