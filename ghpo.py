@@ -295,11 +295,14 @@ def rollout_with_hints(model, tok, problems, step, stop_ids, generator):
 
 
 def problem_order(train):
-    """The order RL visits problems: shuffled (seeded), or easy to hard for the curriculum baselines."""
+    """The order RL visits problems: shuffled (seeded), or easy to hard for the curriculum baselines. The curriculum
+    sorts the problems this run will visit (rl_steps * prompts_per_step of the shuffled order), so a run shorter than
+    the dataset still goes from easy to hard instead of spending every step on the easiest level."""
     order = train[:]
     random.Random(seed).shuffle(order)
     if method in ("grpo_cl", "grpo_cl_hint"):
-        order.sort(key=lambda p: p["level"] or 0)  # stable: still shuffled within a level
+        n = min(len(order), rl_steps * prompts_per_step)
+        order[:n] = sorted(order[:n], key=lambda p: p["level"] or 0)  # stable: still shuffled within a level
     return order
 
 
@@ -516,11 +519,44 @@ def load_task():
 
 def base_settings():
     keys = ("task", "n_layer", "n_embd", "n_head", "n_kv_head", "n_inner", "base_seed", "base_steps", "base_batch",
-            "base_row_len", "base_lr", "base_hint_frac", "base_partial_frac", "easy_levels", "hard_levels", "eval_per_level", "hint_ratios", "hint_template",
-            "chat_template", "system_prompt")
+            "base_row_len", "base_lr", "base_hint_frac", "base_partial_frac", "easy_levels", "hard_levels",
+            "eval_per_level", "hint_ratios", "hint_template", "chat_template", "system_prompt")
     with open(os.path.join(ROOT, "data", "arith.py"), "rb") as f:  # a change to the task, tokenizer or SFT retrains
-        task_code = hashlib.sha1(f.read() + inspect.getsource(train_base).encode()).hexdigest()
+        sft_code = inspect.getsource(sft_batch) + inspect.getsource(train_base)
+        task_code = hashlib.sha1(f.read() + sft_code.encode()).hexdigest()
     return {k: globals()[k] for k in keys} | {"task_code": task_code}
+
+
+def sft_batch(tok, train, hard_train, rng):
+    """One SFT batch of the base model: inputs, targets and loss mask (base_batch, base_row_len) each. Each row packs
+    solved easy problems (the prompt read, the solution and its end learned; base_hint_frac of the prompts carry a
+    hint), and with probability base_partial_frac ends with a hard problem cut off after 1 to n-1 of its n steps."""
+    end, eot = tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")
+    x = torch.full((base_batch, base_row_len + 1), eot)
+    m = torch.zeros(base_batch, base_row_len + 1)
+    for b in range(base_batch):
+        partial = []  # with probability base_partial_frac the row ends with the first steps of a hard problem
+        if rng.random() < base_partial_frac:
+            p = rng.choice(hard_train)
+            steps = p["solution"].split("\n")[:-1]  # the step lines, without the boxed answer
+            a = tok.encode(prompt_text(p)).ids
+            partial = (a, tok.encode("\n".join(steps[:rng.randint(1, len(steps) - 1)]) + "\n").ids)
+        room = base_row_len + 1 - sum(map(len, partial))
+        t = 0
+        while True:
+            p = rng.choice(train)
+            ratio = rng.choice(hint_ratios) if rng.random() < base_hint_frac else 0.0
+            a, c = tok.encode(prompt_text(p, ratio)).ids, tok.encode(p["solution"]).ids + [end, eot]
+            if t + len(a) + len(c) > room:
+                break
+            x[b, t:t + len(a) + len(c)] = torch.tensor(a + c)
+            m[b, t + len(a):t + len(a) + len(c) - 1] = 1.0  # learn the solution and its end, not the problem
+            t += len(a) + len(c)
+        if partial:
+            a, c = partial
+            x[b, t:t + len(a) + len(c)] = torch.tensor(a + c)
+            m[b, t + len(a):t + len(a) + len(c)] = 1.0  # the steps, and no end: the row just stops
+    return x[:, :-1], x[:, 1:], m[:, 1:]
 
 
 def train_base(folder):
@@ -533,7 +569,7 @@ def train_base(folder):
     from data.arith import make_splits, build_tokenizer, save_tokenizer
     from model import Qwen2, Qwen2Config
     tok = build_tokenizer([hint_template])
-    end, eot = tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")
+    end = tok.token_to_id("<|im_end|>")
     train, _ = make_splits(easy_levels, eval_per_level)
     hard_train, _ = make_splits(hard_levels, eval_per_level)  # held-out problems never enter training
     config = Qwen2Config(vocab_size=tok.get_vocab_size(), hidden_size=n_embd, intermediate_size=n_inner,
@@ -542,38 +578,10 @@ def train_base(folder):
                          eos_token_id=end)
     model = Qwen2.from_config(config, seed=base_seed)
     rng = random.Random(base_seed)
-
-    def packed_batch():
-        x = torch.full((base_batch, base_row_len + 1), eot)
-        m = torch.zeros(base_batch, base_row_len + 1)
-        for b in range(base_batch):
-            partial = []  # with probability base_partial_frac the row ends with the first steps of a hard problem
-            if rng.random() < base_partial_frac:
-                p = rng.choice(hard_train)
-                steps = p["solution"].split("\n")[:-1]  # the step lines, without the boxed answer
-                a = tok.encode(prompt_text(p)).ids
-                partial = (a, tok.encode("\n".join(steps[:rng.randint(1, len(steps) - 1)]) + "\n").ids)
-            room = base_row_len + 1 - sum(map(len, partial))
-            t = 0
-            while True:
-                p = rng.choice(train)
-                ratio = rng.choice(hint_ratios) if rng.random() < base_hint_frac else 0.0
-                a, c = tok.encode(prompt_text(p, ratio)).ids, tok.encode(p["solution"]).ids + [end, eot]
-                if t + len(a) + len(c) > room:
-                    break
-                x[b, t:t + len(a) + len(c)] = torch.tensor(a + c)
-                m[b, t + len(a):t + len(a) + len(c) - 1] = 1.0  # learn the solution and its end, not the problem
-                t += len(a) + len(c)
-            if partial:
-                a, c = partial
-                x[b, t:t + len(a) + len(c)] = torch.tensor(a + c)
-                m[b, t + len(a):t + len(a) + len(c)] = 1.0  # the steps, and no end: the row just stops
-        return x[:, :-1], x[:, 1:], m[:, 1:]
-
     opt = torch.optim.AdamW(model.parameters(), lr=base_lr, betas=(0.9, 0.95), weight_decay=0.0)
     t0 = time.time()
     for it in range(base_steps):
-        x, y, m = packed_batch()
+        x, y, m = sft_batch(tok, train, hard_train, rng)  # (base_batch, base_row_len) each
         for group in opt.param_groups:
             group["lr"] = base_lr * min(1.0, (it + 1) / 30) * 0.5 * (1 + math.cos(math.pi * it / base_steps))
         loss = (F.cross_entropy(model(x).flatten(0, 1), y.flatten(), reduction="none") * m.flatten()).sum() / m.sum()

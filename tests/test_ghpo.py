@@ -120,13 +120,43 @@ def test_curriculum_order_and_dapo_filter():
     assert [p["level"] for p in shuffled[:50]] != sorted(p["level"] for p in shuffled[:50])
     for method in ("grpo_cl", "grpo_cl_hint"):
         ghpo.method = method
+        ghpo.rl_steps, ghpo.prompts_per_step = 10_000, 32  # the run visits every problem: all of them sorted
         levels = [p["level"] for p in ghpo.problem_order(train)]
         assert levels == sorted(levels)
+        ghpo.rl_steps = 30  # a short run: the 960 problems it visits go from easy to hard, every level among them
+        visited = [p["level"] for p in ghpo.problem_order(train)[:960]]
+        assert visited == sorted(visited) and set(visited) == {1, 2, 3}
     acc = torch.tensor([[0., 0, 0, 0], [1, 0, 1, 0], [1, 1, 1, 1], [0, 0, 0, 1]])
     ghpo.method = "dapo"
     assert ghpo.trained_groups(acc) == [1, 3]
     ghpo.method = "ghpo"
     assert ghpo.trained_groups(acc) == [0, 1, 2, 3]
+
+def test_sft_rows_hide_every_hard_answer(tok):
+    """The base model's SFT rows: easy problems solved in full; with base_partial_frac, rows that end with the first
+    1..n-1 steps of a hard problem, never its last step, its answer or an end token. The loss mask covers solutions,
+    never a problem's text."""
+    import random
+    easy, _ = make_splits((1, 2, 3), 300)
+    hard, _ = make_splits((4, 5), 300)
+    ghpo.base_batch, ghpo.base_row_len, ghpo.easy_levels, ghpo.hard_levels = 16, 256, (1, 2, 3), (4, 5)
+    end = tok.token_to_id("<|im_end|>")
+    for frac in (0.0, 1.0):
+        ghpo.base_partial_frac = frac
+        x, y, m = ghpo.sft_batch(tok, easy, hard, random.Random(0))  # (B, L) each
+        assert x.shape == y.shape == m.shape == (16, 256) and (x[:, 1:] == y[:, :-1]).all()
+        for row, mask in zip(y.tolist(), m.tolist()):
+            text = tok.decode(row, skip_special_tokens=False)
+            learned = tok.decode([t for t, keep in zip(row, mask) if keep], skip_special_tokens=False)
+            assert "Start" not in learned and "times" not in learned  # problem texts are read, never learned
+            last = text.rsplit("Start with", 1)[1]  # the row's last problem and what follows it
+            if frac == 0:
+                assert " 4 times" not in text and " 5 times" not in text and last.count("<|im_end|>") == 1
+            else:
+                level = int(last.split(" times")[0].split()[-1])
+                steps = [l for l in last.split("\n")[1:] if "=" in l]
+                assert level in (4, 5) and 1 <= len(steps) < level and "boxed" not in last
+                assert "<|im_end|>" not in last
 
 # ---- advantages and the update
 
