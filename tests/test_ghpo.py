@@ -11,6 +11,7 @@ import ghpo
 import rollout
 from data.arith import build_tokenizer, level_problems, make_splits
 from data.datasets import load_jsonl
+from helpers import sampled
 from model import Qwen2, Qwen2Config
 
 
@@ -59,11 +60,7 @@ def scripted_sampler(tok, needed_ratio, calls):
             answer = p["answer"] if ratio >= p["needs"] else str((int(p["answer"]) + 1) % 100)
             completion = tok.encode(f"\\boxed{{{answer}}}").ids + [end]
             rows += [completion] * G
-        T = max(map(len, rows))
-        tokens = torch.tensor([r + [0] * (T - len(r)) for r in rows])
-        mask = torch.tensor([[1] * len(r) + [0] * (T - len(r)) for r in rows], dtype=torch.bool)
-        return dict(tokens=tokens, mask=mask, logprobs=torch.zeros(tokens.shape), lengths=mask.sum(1),
-                    finish_reason=["stop"] * len(rows), prompt_index=torch.arange(len(prompts)).repeat_interleave(G))
+        return sampled(rows, len(prompts), G)
     return sample
 
 

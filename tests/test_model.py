@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import model as model_module
+from helpers import byte_bpe_tokenizer
 from model import Qwen2, Qwen2Config, chat_prompt, load_tokenizer, stop_token_ids
 
 transformers = pytest.importorskip("transformers")  # test-only dependency (requirements-dev.txt)
@@ -285,13 +286,7 @@ def test_pickle_is_never_loaded(small_ckpt):
 
 
 def test_tokenizer_chat_format_and_stop_tokens(tmp_path):
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(["What is 2+3? The answer is 5."] * 10, trainer)
+    tok = byte_bpe_tokenizer(["What is 2+3? The answer is 5."] * 10)
     tok.save(str(tmp_path / "tokenizer.json"))
     tok = load_tokenizer(tmp_path)
     text = chat_prompt([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+3?"}])

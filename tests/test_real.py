@@ -13,10 +13,10 @@ import time
 import pytest
 import torch
 from safetensors.torch import load_file
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 import ghpo
 from data.datasets import BENCHMARKS
+from helpers import byte_bpe_tokenizer, sampled
 from model import Qwen2, Qwen2Config, load_tokenizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,12 +36,7 @@ def tiny(tmp_path_factory):
     picked = [r for r in rows if r["answer"] in tuple("0123456789")][:8]
     train = root / "math.jsonl"
     train.write_text("".join(json.dumps(r) + "\n" for r in picked))
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator([r["problem"] + "\n" + r["solution"] for r in rows[:300]], trainer)
+    tok = byte_bpe_tokenizer([r["problem"] + "\n" + r["solution"] for r in rows[:300]])
     folder = root / "Qwen2-tiny"
     cfg = Qwen2Config(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
@@ -170,11 +165,7 @@ def scripted_sampler(model, prompts, G, max_new_tokens, stop_ids=(), **kw):
             rng = random.Random(hashlib.sha1(f"{p}-{j}".encode()).hexdigest())
             text = f"x{rng.randint(0, 99)} \\boxed{{{rng.randint(0, 9)}}}" if j % 2 == 0 else f"{rng.random():.3f}"
             rows.append(tok.encode(text).ids[:max_new_tokens - 1] + list(stop_ids[:1]))
-    T = max(map(len, rows))
-    tokens = torch.tensor([r + [0] * (T - len(r)) for r in rows])
-    mask = torch.tensor([[1] * len(r) + [0] * (T - len(r)) for r in rows], dtype=torch.bool)
-    return dict(tokens=tokens, mask=mask, logprobs=torch.zeros(tokens.shape), lengths=mask.sum(1),
-                finish_reason=["stop"] * len(rows), prompt_index=torch.arange(len(prompts)).repeat_interleave(G))
+    return sampled(rows, len(prompts), G)
 
 
 def test_two_gloo_ranks_equal_one_process(tiny, tmp_path, monkeypatch):

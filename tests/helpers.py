@@ -1,0 +1,24 @@
+"""Small builders shared by the test files (also imported by the subprocess scripts some tests launch)."""
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+
+def byte_bpe_tokenizer(texts, vocab_size=300):
+    """A byte-level BPE tokenizer with Qwen's special tokens, trained on texts: Qwen's tokenizer family, in small."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    return tok
+
+
+def sampled(rows, n_prompts, G):
+    """rollout.sample_groups' output for scripted completions: rows (n_prompts * G lists of ids, prompt-major, each
+    ending at its stop token) -> tokens, mask, logprobs, lengths, finish_reason, prompt_index."""
+    T = max(map(len, rows))
+    tokens = torch.tensor([r + [0] * (T - len(r)) for r in rows])  # (N, T)
+    mask = torch.tensor([[1] * len(r) + [0] * (T - len(r)) for r in rows], dtype=torch.bool)  # (N, T)
+    return dict(tokens=tokens, mask=mask, logprobs=torch.zeros(tokens.shape), lengths=mask.sum(1),
+                finish_reason=["stop"] * len(rows), prompt_index=torch.arange(n_prompts).repeat_interleave(G))
