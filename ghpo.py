@@ -1,11 +1,12 @@
 """
 GHPO (Guided Hybrid Policy Optimization, Liu et al., arXiv 2507.10628) in one file.
 
-One RL step (../shared/GHPO_SPEC.md, "One training step"), as coded in rl_step() below:
+One RL step (../shared/GHPO_SPEC.md, "One training step"), as coded in the loop of main() below:
   1. take the next B problems and sample G completions each (rollout.py)
   2. score every completion with verify.py: accuracy reward in {0, 1}
   3. from step `start_hint_step` on, for w in hint_ratios (0.25, 0.5, 0.75): every group whose G answers are all wrong
-     is sampled again, whole, from  problem + HINT + solution[:round(len(solution) * w)]  (same step)
+     is sampled again, whole, from  problem + HINT + solution[:round(len(solution) * w)]  (same step); with
+     hint_in_answer the prefix (whole step lines) opens the answer instead and the model continues it
   4. group-normalised advantages  A = (r - mean_group(r)) / (std_group(r) + 1e-4)
   5. clipped policy-gradient loss over completion tokens only (kernels/loss.py), ppo_epochs updates with AdamW,
      cosine learning rate with warm-up and grad-norm clipping
@@ -55,6 +56,7 @@ train_levels = (1, 2, 3, 4, 5, 6)  # levels the RL prompts are drawn from
 eval_levels = (1, 2, 3, 4, 5, 6)   # held-out evaluation levels (arith)
 easy_levels = (1, 2, 3)       # the "easy" split; arith: also the levels the base model is trained on
 hard_levels = (4, 5)          # the "hard" split: the levels just beyond the base model's training range
+countdown = False             # arith: each step line also says how many steps are left (`37+8=45, 4 left`)
 eval_per_level = 300          # held-out problems per evaluation level (arith)
 benchmarks = ("aime24", "math500", "olympiadbench", "amc23", "minerva", "gsm8k")  # task=math evaluation (data/*.jsonl)
 bench_limit = 0               # rows per benchmark (0: all), for quick runs
@@ -76,7 +78,9 @@ base_batch = 32               # SFT rows per step
 base_row_len = 256            # SFT row length: several solved problems packed per row, so the base reads long texts
 base_lr = 3e-3                # SFT peak learning rate (cosine, 30 warm-up steps)
 base_hint_frac = 0.4          # fraction of SFT examples whose prompt carries a hint, so the base knows the hint format
-base_partial_frac = 0.0       # fraction of SFT rows that end with a hard-level problem cut off before its last step
+base_partial_frac = 0.0       # fraction of SFT rows that end with a problem of base_partial_levels cut off early
+base_partial_levels = (4, 5)  # levels whose first steps (never the last step or the answer) the base reads
+base_partial_steps = 0        # at most this many first steps of those problems (0: up to all but the last)
 base_cache = "out/base"       # base models are cached here, keyed by a hash of the settings that define them
 # sampling
 group_size = 8                # G completions per prompt
@@ -87,6 +91,8 @@ top_p = 1.0
 # GHPO
 hint_ratios = (0.25, 0.5, 0.75)  # hint stages, escalated inside one step while a group is still all wrong
 hint_template = "\n The following text is the beginning part of the answer, which you can refer to for solving the problem:\n"
+hint_in_answer = False        # False: hint in the user message after hint_template (released code); True: the hint opens the
+                              # answer, cut at a line boundary, and the model continues it from the state it would reach
 start_hint_step = 0           # cold start: plain GRPO before this step (released code: 0, paper: 20)
 fixed_hint_ratio = 0.5        # grpo_cl_hint: the hint every problem gets
 format_reward = 0.0           # weight of the format reward (a \boxed{} answer present); the paper uses 0.5
@@ -227,25 +233,41 @@ def sync_grads(model):
 # prompts and hints
 
 
-def hint_text(problem, ratio):
-    """The hint of GHPO_SPEC.md: the template, then the first round(len * ratio) characters of the reference
-    solution. No hint for ratio 0."""
+def solution_prefix(problem, ratio):
+    """The part of the reference solution a hint of this ratio gives away: its first round(len * ratio) characters
+    (GHPO_SPEC.md), or with hint_in_answer its first round(steps * ratio) step lines (never the answer line), so the
+    model continues from a line boundary exactly as if it had written those lines itself."""
+    solution = problem["solution"]
     if ratio <= 0:
         return ""
-    solution = problem["solution"]
-    return hint_template + solution[:round(len(solution) * ratio)]
+    if not hint_in_answer:
+        return solution[:round(len(solution) * ratio)]
+    steps = solution.split("\n")[:-1]  # the step lines, without the final answer line
+    k = round(len(steps) * ratio)
+    return "".join(line + "\n" for line in steps[:k])
+
+
+def hint_text(problem, ratio):
+    """The hint of GHPO_SPEC.md appended to the user message: the template, then the solution prefix. No hint for
+    ratio 0, and none in the user message when hint_in_answer puts it at the start of the answer."""
+    if ratio <= 0 or hint_in_answer:
+        return ""
+    return hint_template + solution_prefix(problem, ratio)
 
 
 def prompt_text(problem, ratio=0.0):
     """The prompt the model sees: the problem (plus the hint, appended to the user message as the released code
-    does), in the chat format for real models or as plain text for the demo model."""
+    does, or opening the answer with hint_in_answer), in the chat format for real models or as plain text for the
+    demo model. Hint tokens are prompt tokens: they never enter the loss."""
     from model import chat_prompt
     user = problem["problem"] + hint_text(problem, ratio)
     if chat_template:
         messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + \
                    [{"role": "user", "content": user}]
-        return chat_prompt(messages)
-    return user + "\n"
+        prompt = chat_prompt(messages)
+    else:
+        prompt = user + "\n"
+    return prompt + (solution_prefix(problem, ratio) if hint_in_answer else "")
 
 # -----------------------------------------------------------------------------
 # sampling, scoring and the GHPO hint escalation
@@ -492,8 +514,8 @@ def load_task():
     """Training problems and held-out evaluation sets {split name: problems}."""
     if task == "arith":
         from data.arith import make_splits
-        train, _ = make_splits(train_levels, eval_per_level)  # held-out problems never enter training
-        _, evals = make_splits(eval_levels, eval_per_level)
+        train, _ = make_splits(train_levels, eval_per_level, countdown=countdown)  # held-out problems never train
+        _, evals = make_splits(eval_levels, eval_per_level, countdown=countdown)
         return train, {f"L{lv}": [p for p in evals if p["level"] == lv] for lv in eval_levels}
     if task == "math":  # training file in MATH format; evaluation on the benchmarks in data/, no hints
         from data.datasets import BENCHMARKS, load_jsonl
@@ -519,10 +541,11 @@ def load_task():
 
 def base_settings():
     keys = ("task", "n_layer", "n_embd", "n_head", "n_kv_head", "n_inner", "base_seed", "base_steps", "base_batch",
-            "base_row_len", "base_lr", "base_hint_frac", "base_partial_frac", "easy_levels", "hard_levels",
-            "eval_per_level", "hint_ratios", "hint_template", "chat_template", "system_prompt")
+            "base_row_len", "base_lr", "base_hint_frac", "base_partial_frac", "base_partial_levels",
+            "base_partial_steps", "easy_levels", "countdown", "eval_per_level", "hint_ratios", "hint_template",
+            "hint_in_answer", "chat_template", "system_prompt")
     with open(os.path.join(ROOT, "data", "arith.py"), "rb") as f:  # a change to the task, tokenizer or SFT retrains
-        sft_code = inspect.getsource(sft_batch) + inspect.getsource(train_base)
+        sft_code = "".join(inspect.getsource(fn) for fn in (sft_batch, train_base, prompt_text, solution_prefix))
         task_code = hashlib.sha1(f.read() + sft_code.encode()).hexdigest()
     return {k: globals()[k] for k in keys} | {"task_code": task_code}
 
@@ -530,7 +553,8 @@ def base_settings():
 def sft_batch(tok, train, hard_train, rng):
     """One SFT batch of the base model: inputs, targets and loss mask (base_batch, base_row_len) each. Each row packs
     solved easy problems (the prompt read, the solution and its end learned; base_hint_frac of the prompts carry a
-    hint), and with probability base_partial_frac ends with a hard problem cut off after 1 to n-1 of its n steps."""
+    hint), and with probability base_partial_frac ends with a problem of base_partial_levels cut off after 1 to n-1 of
+    its n steps (at most base_partial_steps)."""
     end, eot = tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")
     x = torch.full((base_batch, base_row_len + 1), eot)
     m = torch.zeros(base_batch, base_row_len + 1)
@@ -540,13 +564,15 @@ def sft_batch(tok, train, hard_train, rng):
             p = rng.choice(hard_train)
             steps = p["solution"].split("\n")[:-1]  # the step lines, without the boxed answer
             a = tok.encode(prompt_text(p)).ids
-            partial = (a, tok.encode("\n".join(steps[:rng.randint(1, len(steps) - 1)]) + "\n").ids)
+            k = rng.randint(1, min(len(steps) - 1, base_partial_steps or len(steps)))
+            partial = (a, tok.encode("\n".join(steps[:k]) + "\n").ids)
         room = base_row_len + 1 - sum(map(len, partial))
         t = 0
         while True:
             p = rng.choice(train)
             ratio = rng.choice(hint_ratios) if rng.random() < base_hint_frac else 0.0
-            a, c = tok.encode(prompt_text(p, ratio)).ids, tok.encode(p["solution"]).ids + [end, eot]
+            rest = p["solution"][len(solution_prefix(p, ratio)):] if hint_in_answer else p["solution"]
+            a, c = tok.encode(prompt_text(p, ratio)).ids, tok.encode(rest).ids + [end, eot]
             if t + len(a) + len(c) > room:
                 break
             x[b, t:t + len(a) + len(c)] = torch.tensor(a + c)
@@ -562,16 +588,16 @@ def sft_batch(tok, train, hard_train, rng):
 def train_base(folder):
     """Supervised learning of a tiny Qwen2 on worked solutions of the easy levels only (data/arith.py), several
     examples packed per row; a fraction of the prompts carry a hint so the base knows the hint format. With
-    base_partial_frac > 0 a fraction of the rows end with a hard-level problem whose solution is cut off after 1 to
-    n-1 steps (no answer, no end token): the base reads hard problem texts and early steps, but never finishes one
+    base_partial_frac > 0 a fraction of the rows end with a problem of base_partial_levels whose solution is cut off
+    after 1 to n-1 steps (no answer, no end token): the base reads hard problem texts and early steps, but never finishes one
     (DEMO_NOTES.md: a base that never read a problem's length fails on its first step, leaving hints nothing to
     train). Saves model and tokenizer.json to `folder` (atomically)."""
     from data.arith import make_splits, build_tokenizer, save_tokenizer
     from model import Qwen2, Qwen2Config
-    tok = build_tokenizer([hint_template])
+    tok = build_tokenizer([hint_template], countdown)
     end = tok.token_to_id("<|im_end|>")
-    train, _ = make_splits(easy_levels, eval_per_level)
-    hard_train, _ = make_splits(hard_levels, eval_per_level)  # held-out problems never enter training
+    train, _ = make_splits(easy_levels, eval_per_level, countdown=countdown)
+    hard_train, _ = make_splits(base_partial_levels, eval_per_level, countdown=countdown)  # never held-out ones
     config = Qwen2Config(vocab_size=tok.get_vocab_size(), hidden_size=n_embd, intermediate_size=n_inner,
                          num_hidden_layers=n_layer, num_attention_heads=n_head, num_key_value_heads=n_kv_head,
                          max_position_embeddings=1024, rope_theta=10000.0, tie_word_embeddings=True,

@@ -18,6 +18,7 @@ base_steps = 800
 base_lr = 2e-3
 base_hint_frac = 0.5
 base_partial_frac = 0.3
+base_partial_levels = (4, 5)
 rl_steps = 60
 prompts_per_step = 32
 group_size = 8

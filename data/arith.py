@@ -9,13 +9,16 @@ The built-in task of the CPU demo: repeated modular addition, one short line per
               69+8=77
               \\boxed{77}
 
-Level = number of steps (1..8); 1,800 problems per level. The problem text has the same length at every level, and every step is the same
-kind of line. Level 1 alone covers every (value, addend) pair, so the per-step arithmetic is learned on the easy levels.
+Level = number of steps (1..8); 1,800 problems per level. The problem text has the same length at every level, and
+every step is the same kind of line. Level 1 alone covers every (value, addend) pair, so the per-step arithmetic is learned on the easy levels.
 A small model trained on levels 1-3 lacks one thing on harder levels: it has to keep going past step 3 and stop at
 step n. A hint (the first steps of the solution) puts the model where it would be after solving those steps itself,
 and the next steps are left to practise: the state GHPO's guided imitation trains is the one the model reaches alone.
 (DEMO_NOTES.md explains why earlier formats failed: there the missing skill was reading the problem, which a
 solution-prefix hint gives away instead of training.)
+
+With countdown=True every step line also says how many steps are left (`37+8=45, 4 left`, ..., `69+8=77, 0 left`):
+stopping is then read off the last line instead of counted (configs/small_countdown.py, README "Second attempt").
 
 Tokenizer: word level, built with the `tokenizers` library and saved as tokenizer.json beside the weights, so it
 loads through model.load_tokenizer like Qwen's. Digits are single tokens, as in Qwen's tokenizer (whole-number
@@ -33,12 +36,15 @@ SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 SPLIT_PATTERN = r" ?[A-Za-z]+|\s|."   # words with their leading space, then single characters (digits too)
 
 
-def make_problem(start: int, addend: int, level: int) -> dict:
-    """addend > 0 adds, addend < 0 subtracts; values stay in 0..99 (the last two digits)."""
+def make_problem(start: int, addend: int, level: int, countdown: bool = False) -> dict:
+    """addend > 0 adds, addend < 0 subtracts; values stay in 0..99 (the last two digits). With countdown each step
+    line also says how many steps are left (`37+8=45, 4 left`), so stopping is read off the last line instead of
+    counted."""
     lines, value = [], start
-    for _ in range(level):
+    for k in range(level):
         new = (value + addend) % 100
-        lines.append(f"{value}{'+' if addend > 0 else '-'}{abs(addend)}={new}")
+        left = f", {level - k - 1} left" if countdown else ""
+        lines.append(f"{value}{'+' if addend > 0 else '-'}{abs(addend)}={new}{left}")
         value = new
     verb = f"Add {addend} to it" if addend > 0 else f"Subtract {-addend} from it"
     problem = f"Start with {start}. {verb} {level} times, keeping only the last two digits. What is the result?"
@@ -46,19 +52,19 @@ def make_problem(start: int, addend: int, level: int) -> dict:
     return {"problem": problem, "solution": solution, "answer": str(value), "level": level}
 
 
-def level_problems(level: int, seed: int = 0) -> list:
+def level_problems(level: int, seed: int = 0, countdown: bool = False) -> list:
     """All 1,800 problems of a level (100 starts x addends -9..-1, 1..9) in a fixed order shuffled by seed."""
-    out = [make_problem(s, a, level) for s in range(100) for a in range(-9, 10) if a]
+    out = [make_problem(s, a, level, countdown) for s in range(100) for a in range(-9, 10) if a]
     random.Random(f"{seed}-{level}").shuffle(out)
     return out
 
 
-def make_splits(levels, eval_per_level: int, seed: int = 0):
+def make_splits(levels, eval_per_level: int, seed: int = 0, countdown: bool = False):
     """(train, evals): for each level, the first eval_per_level problems of its shuffled list are held out for
     evaluation and the rest are training problems, so the two never overlap."""
     train, evals = [], []
     for level in levels:
-        problems = level_problems(level, seed)
+        problems = level_problems(level, seed, countdown)
         if eval_per_level >= len(problems):
             raise ValueError(f"eval_per_level={eval_per_level} leaves no training problems (a level has "
                              f"{len(problems)})")
@@ -67,10 +73,11 @@ def make_splits(levels, eval_per_level: int, seed: int = 0):
     return train, evals
 
 
-def build_tokenizer(extra_texts=()) -> Tokenizer:
+def build_tokenizer(extra_texts=(), countdown: bool = False) -> Tokenizer:
     """Word-level tokenizer whose vocabulary covers every token the task and the hint template can produce."""
     split = pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated")
-    texts = [p["problem"] + "\n" + p["solution"] for a in (-9, 9) for p in (make_problem(50, a, lv) for lv in LEVELS)]
+    texts = [p["problem"] + "\n" + p["solution"] for a in (-9, 9) for lv in LEVELS
+             for p in (make_problem(50, a, lv, countdown),)]
     texts += list(extra_texts) + [str(i) for i in range(10)]
     pieces = sorted({piece for text in texts for piece, _ in split.pre_tokenize_str(text)})
     vocab = {t: i for i, t in enumerate(list(SPECIAL_TOKENS) + ["[UNK]"] + pieces)}

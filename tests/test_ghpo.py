@@ -40,6 +40,35 @@ def test_hint_is_template_plus_character_prefix():
                                          f"{p['problem']}{ghpo.hint_text(p, 0.25)}<|im_end|>\n"
                                          "<|im_start|>assistant\n")
 
+def test_hint_in_answer_opens_the_answer_at_a_line_boundary():
+    ghpo.hint_in_answer = True
+    p = level_problems(5)[0]
+    steps = p["solution"].split("\n")[:-1]
+    assert len(steps) == 5 and ghpo.hint_text(p, 0.5) == ""  # nothing in the user message
+    for w, k in ((0.25, 1), (0.5, 2), (0.75, 4)):  # round(5 * w) step lines, never the answer line
+        prefix = "".join(s + "\n" for s in steps[:k])
+        assert ghpo.solution_prefix(p, w) == prefix
+        assert ghpo.prompt_text(p, w) == p["problem"] + "\n" + prefix
+        assert p["solution"].startswith(prefix) and "boxed" not in prefix
+    assert ghpo.prompt_text(p, 0.0) == p["problem"] + "\n"
+    ghpo.chat_template = True
+    assert ghpo.prompt_text(p, 0.25) == (f"<|im_start|>user\n{p['problem']}<|im_end|>\n<|im_start|>assistant\n"
+                                         + steps[0] + "\n")
+
+
+def test_countdown_lines_say_how_many_steps_are_left():
+    from data.arith import make_problem
+    from verify import verify
+    p = make_problem(37, 8, 3, countdown=True)
+    assert p["solution"] == "37+8=45, 2 left\n45+8=53, 1 left\n53+8=61, 0 left\n\\boxed{61}"
+    assert make_problem(37, 8, 3)["solution"] == "37+8=45\n45+8=53\n53+8=61\n\\boxed{61}"
+    assert verify(p["solution"], p["answer"])
+    tok = build_tokenizer([ghpo.hint_template], countdown=True)
+    for q in level_problems(7, countdown=True)[:50]:  # every token is in the vocabulary and decodes back
+        ids = tok.encode(q["problem"] + "\n" + q["solution"]).ids
+        assert tok.token_to_id("[UNK]") not in ids and tok.decode(ids) == q["problem"] + "\n" + q["solution"]
+
+
 # ---- escalation on a scripted sampler
 
 
@@ -154,6 +183,35 @@ def test_sft_rows_hide_every_hard_answer(tok):
                 steps = [l for l in last.split("\n")[1:] if "=" in l]
                 assert level in (4, 5) and 1 <= len(steps) < level and "boxed" not in last
                 assert "<|im_end|>" not in last
+    ghpo.base_partial_frac, ghpo.base_partial_steps = 1.0, 2  # at most the first two steps of a hard problem
+    x, y, m = ghpo.sft_batch(tok, easy, hard, random.Random(1))
+    cut = [len([l for l in tok.decode(row).rsplit("Start with", 1)[1].split("\n")[1:] if "=" in l]) for row in y.tolist()]
+    assert set(cut) == {1, 2}
+
+
+def test_sft_rows_with_hint_in_answer_learn_only_the_rest(tok):
+    """With hint_in_answer a hinted SFT example reads the problem and a solution prefix, and learns the rest of the
+    solution: prefix + learned answer == the whole solution."""
+    import itertools
+    import random
+    easy, _ = make_splits((1, 2, 3), 300)
+    by_problem = {p["problem"]: p["solution"] for p in easy}
+    ghpo.hint_in_answer, ghpo.base_hint_frac, ghpo.base_partial_frac = True, 1.0, 0.0
+    ghpo.base_batch, ghpo.base_row_len = 4, 256
+    x, y, m = ghpo.sft_batch(tok, easy, [], random.Random(0))
+    hinted = 0
+    for first, row, mask in zip(x[:, 0].tolist(), y.tolist(), m.tolist()):
+        row, mask = [first] + row, [0.0] + mask
+        runs = [(keep, [t for t, _ in g]) for keep, g in itertools.groupby(zip(row, mask), key=lambda r: r[1])]
+        for (_, read), (keep, learned) in zip(runs, runs[1:]):
+            if not keep:
+                continue
+            problem, prefix = tok.decode(read).split("\n", 1)
+            answer = tok.decode(learned, skip_special_tokens=True)
+            assert prefix + answer == by_problem[problem]
+            hinted += prefix != ""
+    assert hinted >= 4
+
 
 # ---- advantages and the update
 
@@ -224,6 +282,15 @@ def test_config_overrides_are_type_checked(tmp_path):
         ghpo.configure(["--config", "nowhere.py"], vars(ghpo))
 
 # ---- dataset loaders
+
+
+def test_every_shipped_config_loads():
+    folder = os.path.join(os.path.dirname(ghpo.__file__), "configs")
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".py"))
+    assert "small.py" in names and "small_countdown.py" in names
+    for name in names:
+        cfg = ghpo.configure(["--config", name], vars(ghpo))
+        assert cfg["out_dir"].startswith("out/")
 
 
 def test_dataset_loader_errors_name_file_and_line(tmp_path):
