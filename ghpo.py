@@ -57,6 +57,7 @@ eval_levels = (1, 2, 3, 4, 5, 6)   # held-out evaluation levels (arith)
 easy_levels = (1, 2, 3)       # the "easy" split; arith: also the levels the base model is trained on
 hard_levels = (4, 5)          # the "hard" split: the levels just beyond the base model's training range
 countdown = False             # arith: each step line also says how many steps are left (`37+8=45, 4 left`)
+wide_levels = ()              # arith: levels whose addends have two digits (10..99) instead of one
 eval_per_level = 300          # held-out problems per evaluation level (arith)
 benchmarks = ("aime24", "math500", "olympiadbench", "amc23", "minerva", "gsm8k")  # task=math evaluation (data/*.jsonl)
 bench_limit = 0               # rows per benchmark (0: all), for quick runs
@@ -91,8 +92,8 @@ top_p = 1.0
 # GHPO
 hint_ratios = (0.25, 0.5, 0.75)  # hint stages, escalated inside one step while a group is still all wrong
 hint_template = "\n The following text is the beginning part of the answer, which you can refer to for solving the problem:\n"
-hint_in_answer = False        # False: hint in the user message after hint_template (released code); True: the hint opens the
-                              # answer, cut at a line boundary, and the model continues it from the state it would reach
+hint_in_answer = False        # False: hint in the user message after hint_template (released code); True: the hint
+                              # opens the answer, cut at a line boundary, and the model continues it
 start_hint_step = 0           # cold start: plain GRPO before this step (released code: 0, paper: 20)
 fixed_hint_ratio = 0.5        # grpo_cl_hint: the hint every problem gets
 format_reward = 0.0           # weight of the format reward (a \boxed{} answer present); the paper uses 0.5
@@ -514,8 +515,9 @@ def load_task():
     """Training problems and held-out evaluation sets {split name: problems}."""
     if task == "arith":
         from data.arith import make_splits
-        train, _ = make_splits(train_levels, eval_per_level, countdown=countdown)  # held-out problems never train
-        _, evals = make_splits(eval_levels, eval_per_level, countdown=countdown)
+        form = dict(countdown=countdown, wide_levels=wide_levels)
+        train, _ = make_splits(train_levels, eval_per_level, **form)  # held-out problems never enter training
+        _, evals = make_splits(eval_levels, eval_per_level, **form)
         return train, {f"L{lv}": [p for p in evals if p["level"] == lv] for lv in eval_levels}
     if task == "math":  # training file in MATH format; evaluation on the benchmarks in data/, no hints
         from data.datasets import BENCHMARKS, load_jsonl
@@ -542,8 +544,8 @@ def load_task():
 def base_settings():
     keys = ("task", "n_layer", "n_embd", "n_head", "n_kv_head", "n_inner", "base_seed", "base_steps", "base_batch",
             "base_row_len", "base_lr", "base_hint_frac", "base_partial_frac", "base_partial_levels",
-            "base_partial_steps", "easy_levels", "countdown", "eval_per_level", "hint_ratios", "hint_template",
-            "hint_in_answer", "chat_template", "system_prompt")
+            "base_partial_steps", "easy_levels", "countdown", "wide_levels", "eval_per_level", "hint_ratios",
+            "hint_template", "hint_in_answer", "chat_template", "system_prompt")
     with open(os.path.join(ROOT, "data", "arith.py"), "rb") as f:  # a change to the task, tokenizer or SFT retrains
         sft_code = "".join(inspect.getsource(fn) for fn in (sft_batch, train_base, prompt_text, solution_prefix))
         task_code = hashlib.sha1(f.read() + sft_code.encode()).hexdigest()
@@ -589,15 +591,16 @@ def train_base(folder):
     """Supervised learning of a tiny Qwen2 on worked solutions of the easy levels only (data/arith.py), several
     examples packed per row; a fraction of the prompts carry a hint so the base knows the hint format. With
     base_partial_frac > 0 a fraction of the rows end with a problem of base_partial_levels whose solution is cut off
-    after 1 to n-1 steps (no answer, no end token): the base reads hard problem texts and early steps, but never finishes one
-    (DEMO_NOTES.md: a base that never read a problem's length fails on its first step, leaving hints nothing to
-    train). Saves model and tokenizer.json to `folder` (atomically)."""
+    after 1 to n-1 steps (no answer, no end token): the base reads hard problem texts and early steps, but never
+    finishes one (DEMO_NOTES.md: a base that never read a problem's length fails on its first step, leaving hints
+    nothing to train). Saves model and tokenizer.json to `folder` (atomically)."""
     from data.arith import make_splits, build_tokenizer, save_tokenizer
     from model import Qwen2, Qwen2Config
     tok = build_tokenizer([hint_template], countdown)
     end = tok.token_to_id("<|im_end|>")
-    train, _ = make_splits(easy_levels, eval_per_level, countdown=countdown)
-    hard_train, _ = make_splits(base_partial_levels, eval_per_level, countdown=countdown)  # never held-out ones
+    form = dict(countdown=countdown, wide_levels=wide_levels)
+    train, _ = make_splits(easy_levels, eval_per_level, **form)
+    hard_train, _ = make_splits(base_partial_levels, eval_per_level, **form)  # held-out problems never enter training
     config = Qwen2Config(vocab_size=tok.get_vocab_size(), hidden_size=n_embd, intermediate_size=n_inner,
                          num_hidden_layers=n_layer, num_attention_heads=n_head, num_key_value_heads=n_kv_head,
                          max_position_embeddings=1024, rope_theta=10000.0, tie_word_embeddings=True,

@@ -10,7 +10,8 @@ The built-in task of the CPU demo: repeated modular addition, one short line per
               \\boxed{77}
 
 Level = number of steps (1..8); 1,800 problems per level. The problem text has the same length at every level, and
-every step is the same kind of line. Level 1 alone covers every (value, addend) pair, so the per-step arithmetic is learned on the easy levels.
+every step is the same kind of line. Level 1 alone covers every (value, addend) pair, so the per-step arithmetic is
+learned on the easy levels.
 A small model trained on levels 1-3 lacks one thing on harder levels: it has to keep going past step 3 and stop at
 step n. A hint (the first steps of the solution) puts the model where it would be after solving those steps itself,
 and the next steps are left to practise: the state GHPO's guided imitation trains is the one the model reaches alone.
@@ -19,6 +20,7 @@ solution-prefix hint gives away instead of training.)
 
 With countdown=True every step line also says how many steps are left (`37+8=45, 4 left`, ..., `69+8=77, 0 left`):
 stopping is then read off the last line instead of counted (configs/small_countdown.py, README "Second attempt").
+Levels in wide_levels use two-digit addends (10..99), a per-step skill the easy levels never show.
 
 Tokenizer: word level, built with the `tokenizers` library and saved as tokenizer.json beside the weights, so it
 loads through model.load_tokenizer like Qwen's. Digits are single tokens, as in Qwen's tokenizer (whole-number
@@ -52,19 +54,21 @@ def make_problem(start: int, addend: int, level: int, countdown: bool = False) -
     return {"problem": problem, "solution": solution, "answer": str(value), "level": level}
 
 
-def level_problems(level: int, seed: int = 0, countdown: bool = False) -> list:
-    """All 1,800 problems of a level (100 starts x addends -9..-1, 1..9) in a fixed order shuffled by seed."""
-    out = [make_problem(s, a, level, countdown) for s in range(100) for a in range(-9, 10) if a]
+def level_problems(level: int, seed: int = 0, countdown: bool = False, wide: bool = False) -> list:
+    """All problems of a level in a fixed order shuffled by seed: 1,800 (100 starts x addends -9..-1, 1..9), or with
+    wide 18,000 (two-digit addends -99..-10, 10..99)."""
+    addends = [a for a in range(-99, 100) if 10 <= abs(a)] if wide else [a for a in range(-9, 10) if a]
+    out = [make_problem(s, a, level, countdown) for s in range(100) for a in addends]
     random.Random(f"{seed}-{level}").shuffle(out)
     return out
 
 
-def make_splits(levels, eval_per_level: int, seed: int = 0, countdown: bool = False):
+def make_splits(levels, eval_per_level: int, seed: int = 0, countdown: bool = False, wide_levels=()):
     """(train, evals): for each level, the first eval_per_level problems of its shuffled list are held out for
     evaluation and the rest are training problems, so the two never overlap."""
     train, evals = [], []
     for level in levels:
-        problems = level_problems(level, seed, countdown)
+        problems = level_problems(level, seed, countdown, level in wide_levels)
         if eval_per_level >= len(problems):
             raise ValueError(f"eval_per_level={eval_per_level} leaves no training problems (a level has "
                              f"{len(problems)})")

@@ -64,7 +64,10 @@ def test_countdown_lines_say_how_many_steps_are_left():
     assert make_problem(37, 8, 3)["solution"] == "37+8=45\n45+8=53\n53+8=61\n\\boxed{61}"
     assert verify(p["solution"], p["answer"])
     tok = build_tokenizer([ghpo.hint_template], countdown=True)
-    for q in level_problems(7, countdown=True)[:50]:  # every token is in the vocabulary and decodes back
+    wide = [p for p in make_splits((1, 4), 300, countdown=True, wide_levels=(4,))[1] if p["level"] == 4]
+    assert len(wide) == 300 and all(10 <= abs(int(re.split(r"[+-]", p["solution"])[1].split("=")[0])) <= 99
+                                    for p in wide)  # two-digit addends at a wide level
+    for q in level_problems(7, countdown=True)[:50] + wide[:50]:  # every token is known and decodes back
         ids = tok.encode(q["problem"] + "\n" + q["solution"]).ids
         assert tok.token_to_id("[UNK]") not in ids and tok.decode(ids) == q["problem"] + "\n" + q["solution"]
 
@@ -185,7 +188,8 @@ def test_sft_rows_hide_every_hard_answer(tok):
                 assert "<|im_end|>" not in last
     ghpo.base_partial_frac, ghpo.base_partial_steps = 1.0, 2  # at most the first two steps of a hard problem
     x, y, m = ghpo.sft_batch(tok, easy, hard, random.Random(1))
-    cut = [len([l for l in tok.decode(row).rsplit("Start with", 1)[1].split("\n")[1:] if "=" in l]) for row in y.tolist()]
+    last = [tok.decode(row).rsplit("Start with", 1)[1] for row in y.tolist()]  # each row's cut-off hard problem
+    cut = [len([line for line in text.split("\n")[1:] if "=" in line]) for text in last]
     assert set(cut) == {1, 2}
 
 
