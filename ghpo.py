@@ -234,6 +234,11 @@ def sync_grads(model):
 # prompts and hints
 
 
+def step_lines(problem):
+    """The step lines of a worked solution, without its final answer line."""
+    return problem["solution"].split("\n")[:-1]
+
+
 def solution_prefix(problem, ratio):
     """The part of the reference solution a hint of this ratio gives away: its first round(len * ratio) characters
     (GHPO_SPEC.md), or with hint_in_answer its first round(steps * ratio) step lines (never the answer line), so the
@@ -243,7 +248,7 @@ def solution_prefix(problem, ratio):
         return ""
     if not hint_in_answer:
         return solution[:round(len(solution) * ratio)]
-    steps = solution.split("\n")[:-1]  # the step lines, without the final answer line
+    steps = step_lines(problem)
     k = round(len(steps) * ratio)
     return "".join(line + "\n" for line in steps[:k])
 
@@ -511,13 +516,17 @@ def print_table(title, rows, columns):
 # data and the base model
 
 
+def arith_splits(levels):
+    """(train, evals) of the built-in task (data/arith.py) at these levels, in the configured format."""
+    from data.arith import make_splits
+    return make_splits(levels, eval_per_level, countdown=countdown, wide_levels=wide_levels)
+
+
 def load_task():
     """Training problems and held-out evaluation sets {split name: problems}."""
     if task == "arith":
-        from data.arith import make_splits
-        form = dict(countdown=countdown, wide_levels=wide_levels)
-        train, _ = make_splits(train_levels, eval_per_level, **form)  # held-out problems never enter training
-        _, evals = make_splits(eval_levels, eval_per_level, **form)
+        train, _ = arith_splits(train_levels)  # held-out problems never enter training
+        _, evals = arith_splits(eval_levels)
         return train, {f"L{lv}": [p for p in evals if p["level"] == lv] for lv in eval_levels}
     if task == "math":  # training file in MATH format; evaluation on the benchmarks in data/, no hints
         from data.datasets import BENCHMARKS, load_jsonl
@@ -547,7 +556,8 @@ def base_settings():
             "base_partial_steps", "easy_levels", "countdown", "wide_levels", "eval_per_level", "hint_ratios",
             "hint_template", "hint_in_answer", "chat_template", "system_prompt")
     with open(os.path.join(ROOT, "data", "arith.py"), "rb") as f:  # a change to the task, tokenizer or SFT retrains
-        sft_code = "".join(inspect.getsource(fn) for fn in (sft_batch, train_base, prompt_text, solution_prefix))
+        sft_code = "".join(inspect.getsource(fn) for fn in (sft_batch, train_base, arith_splits, prompt_text,
+                                                             hint_text, solution_prefix, step_lines))
         task_code = hashlib.sha1(f.read() + sft_code.encode()).hexdigest()
     return {k: globals()[k] for k in keys} | {"task_code": task_code}
 
@@ -564,7 +574,7 @@ def sft_batch(tok, train, hard_train, rng):
         partial = []  # with probability base_partial_frac the row ends with the first steps of a hard problem
         if rng.random() < base_partial_frac:
             p = rng.choice(hard_train)
-            steps = p["solution"].split("\n")[:-1]  # the step lines, without the boxed answer
+            steps = step_lines(p)
             a = tok.encode(prompt_text(p)).ids
             k = rng.randint(1, min(len(steps) - 1, base_partial_steps or len(steps)))
             partial = (a, tok.encode("\n".join(steps[:k]) + "\n").ids)
@@ -594,13 +604,12 @@ def train_base(folder):
     after 1 to n-1 steps (no answer, no end token): the base reads hard problem texts and early steps, but never
     finishes one (DEMO_NOTES.md: a base that never read a problem's length fails on its first step, leaving hints
     nothing to train). Saves model and tokenizer.json to `folder` (atomically)."""
-    from data.arith import make_splits, build_tokenizer, save_tokenizer
+    from data.arith import build_tokenizer, save_tokenizer
     from model import Qwen2, Qwen2Config
     tok = build_tokenizer([hint_template], countdown)
     end = tok.token_to_id("<|im_end|>")
-    form = dict(countdown=countdown, wide_levels=wide_levels)
-    train, _ = make_splits(easy_levels, eval_per_level, **form)
-    hard_train, _ = make_splits(base_partial_levels, eval_per_level, **form)  # held-out problems never enter training
+    train, _ = arith_splits(easy_levels)
+    hard_train, _ = arith_splits(base_partial_levels)  # held-out problems never enter training
     config = Qwen2Config(vocab_size=tok.get_vocab_size(), hidden_size=n_embd, intermediate_size=n_inner,
                          num_hidden_layers=n_layer, num_attention_heads=n_head, num_key_value_heads=n_kv_head,
                          max_position_embeddings=1024, rope_theta=10000.0, tie_word_embeddings=True,
