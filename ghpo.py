@@ -82,6 +82,8 @@ base_hint_frac = 0.4          # fraction of SFT examples whose prompt carries a 
 base_partial_frac = 0.0       # fraction of SFT rows that end with a problem of base_partial_levels cut off early
 base_partial_levels = (4, 5)  # levels whose first steps (never the last step or the answer) the base reads
 base_partial_steps = 0        # at most this many first steps of those problems (0: up to all but the last)
+base_tail_frac = 0.0          # fraction of SFT examples that are a base_partial_levels problem finished from late on:
+base_tail_steps = 2           # its last base_tail_steps steps and answer learned, the steps before them read as a hint
 base_cache = "out/base"       # base models are cached here, keyed by a hash of the settings that define them
 # sampling
 group_size = 8                # G completions per prompt
@@ -553,8 +555,8 @@ def load_task():
 def base_settings():
     keys = ("task", "n_layer", "n_embd", "n_head", "n_kv_head", "n_inner", "base_seed", "base_steps", "base_batch",
             "base_row_len", "base_lr", "base_hint_frac", "base_partial_frac", "base_partial_levels",
-            "base_partial_steps", "easy_levels", "countdown", "wide_levels", "eval_per_level", "hint_ratios",
-            "hint_template", "hint_in_answer", "chat_template", "system_prompt")
+            "base_partial_steps", "base_tail_frac", "base_tail_steps", "easy_levels", "countdown", "wide_levels",
+            "eval_per_level", "hint_ratios", "hint_template", "hint_in_answer", "chat_template", "system_prompt")
     with open(os.path.join(ROOT, "data", "arith.py"), "rb") as f:  # a change to the task, tokenizer or SFT retrains
         sft_code = "".join(inspect.getsource(fn) for fn in (sft_batch, train_base, arith_splits, prompt_text,
                                                              hint_text, solution_prefix, step_lines))
@@ -566,7 +568,9 @@ def sft_batch(tok, train, hard_train, rng):
     """One SFT batch of the base model: inputs, targets and loss mask (base_batch, base_row_len) each. Each row packs
     solved easy problems (the prompt read, the solution and its end learned; base_hint_frac of the prompts carry a
     hint), and with probability base_partial_frac ends with a problem of base_partial_levels cut off after 1 to n-1 of
-    its n steps (at most base_partial_steps)."""
+    its n steps (at most base_partial_steps). With probability base_tail_frac a packed example is a problem of
+    base_partial_levels instead, its first n - base_tail_steps steps read as an answer-opening hint and the rest
+    learned: the base can finish a hard problem from late on, not from its start."""
     end, eot = tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")
     x = torch.full((base_batch, base_row_len + 1), eot)
     m = torch.zeros(base_batch, base_row_len + 1)
@@ -581,10 +585,17 @@ def sft_batch(tok, train, hard_train, rng):
         room = base_row_len + 1 - sum(map(len, partial))
         t = 0
         while True:
-            p = rng.choice(train)
-            ratio = rng.choice(hint_ratios) if rng.random() < base_hint_frac else 0.0
-            rest = p["solution"][len(solution_prefix(p, ratio)):] if hint_in_answer else p["solution"]
-            a, c = tok.encode(prompt_text(p, ratio)).ids, tok.encode(rest).ids + [end, eot]
+            if rng.random() < base_tail_frac:  # a hard problem whose early steps open the answer: finish it
+                p = rng.choice(hard_train)
+                steps = step_lines(p)
+                read = "".join(line + "\n" for line in steps[:max(0, len(steps) - base_tail_steps)])
+                prompt, rest = prompt_text(p) + read, p["solution"][len(read):]
+            else:
+                p = rng.choice(train)
+                ratio = rng.choice(hint_ratios) if rng.random() < base_hint_frac else 0.0
+                prompt = prompt_text(p, ratio)
+                rest = p["solution"][len(solution_prefix(p, ratio)):] if hint_in_answer else p["solution"]
+            a, c = tok.encode(prompt).ids, tok.encode(rest).ids + [end, eot]
             if t + len(a) + len(c) > room:
                 break
             x[b, t:t + len(a) + len(c)] = torch.tensor(a + c)

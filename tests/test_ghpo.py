@@ -217,6 +217,34 @@ def test_sft_rows_with_hint_in_answer_learn_only_the_rest(tok):
     assert hinted >= 4
 
 
+def test_sft_tail_examples_learn_only_the_last_steps(tok):
+    """With base_tail_frac a hard problem's early steps are read (prompt tokens) and only its last base_tail_steps
+    steps, its answer and its end are learned: read + learned == the whole solution."""
+    import itertools
+    import random
+    easy, _ = make_splits((1, 2, 3), 300)
+    hard, _ = make_splits((4, 5, 6), 300)
+    by_problem = {p["problem"]: p for p in hard}
+    ghpo.base_tail_frac, ghpo.base_partial_frac, ghpo.base_batch, ghpo.base_row_len = 1.0, 0.0, 4, 256
+    end = tok.token_to_id("<|im_end|>")
+    for tail in (1, 2):
+        ghpo.base_tail_steps = tail
+        x, y, m = ghpo.sft_batch(tok, easy, hard, random.Random(tail))
+        seen = 0
+        for first, row, mask in zip(x[:, 0].tolist(), y.tolist(), m.tolist()):
+            row, mask = [first] + row, [0.0] + mask
+            runs = [(keep, [t for t, _ in g]) for keep, g in itertools.groupby(zip(row, mask), key=lambda r: r[1])]
+            for (_, read), (keep, learned) in zip(runs, runs[1:]):
+                if not keep:
+                    continue
+                problem, prefix = tok.decode(read, skip_special_tokens=True).split("\n", 1)
+                p = by_problem[problem]
+                assert learned[-1] == end and prefix + tok.decode(learned, skip_special_tokens=True) == p["solution"]
+                assert prefix.count("=") == p["level"] - tail  # the steps read
+                seen += 1
+        assert seen >= 4
+
+
 # ---- advantages and the update
 
 
@@ -291,7 +319,7 @@ def test_config_overrides_are_type_checked(tmp_path):
 def test_every_shipped_config_loads():
     folder = os.path.join(os.path.dirname(ghpo.__file__), "configs")
     names = sorted(n for n in os.listdir(folder) if n.endswith(".py"))
-    assert "small.py" in names and "small_countdown.py" in names
+    assert {"small.py", "small_countdown.py", "small_tail.py"} <= set(names)
     for name in names:
         cfg = ghpo.configure(["--config", name], vars(ghpo))
         assert cfg["out_dir"].startswith("out/")
