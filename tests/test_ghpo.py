@@ -193,10 +193,18 @@ def test_sft_rows_hide_every_hard_answer(tok):
     assert set(cut) == {1, 2}
 
 
+def read_and_learned(x, y, m):
+    """Each SFT example of a batch as (tokens read just before it, tokens learned): the runs of the loss mask."""
+    import itertools
+    for first, row, mask in zip(x[:, 0].tolist(), y.tolist(), m.tolist()):
+        row, mask = [first] + row, [0.0] + mask
+        runs = [(keep, [t for t, _ in g]) for keep, g in itertools.groupby(zip(row, mask), key=lambda r: r[1])]
+        yield from ((read, learned) for (_, read), (keep, learned) in zip(runs, runs[1:]) if keep)
+
+
 def test_sft_rows_with_hint_in_answer_learn_only_the_rest(tok):
     """With hint_in_answer a hinted SFT example reads the problem and a solution prefix, and learns the rest of the
     solution: prefix + learned answer == the whole solution."""
-    import itertools
     import random
     easy, _ = make_splits((1, 2, 3), 300)
     by_problem = {p["problem"]: p["solution"] for p in easy}
@@ -204,23 +212,17 @@ def test_sft_rows_with_hint_in_answer_learn_only_the_rest(tok):
     ghpo.base_batch, ghpo.base_row_len = 4, 256
     x, y, m = ghpo.sft_batch(tok, easy, [], random.Random(0))
     hinted = 0
-    for first, row, mask in zip(x[:, 0].tolist(), y.tolist(), m.tolist()):
-        row, mask = [first] + row, [0.0] + mask
-        runs = [(keep, [t for t, _ in g]) for keep, g in itertools.groupby(zip(row, mask), key=lambda r: r[1])]
-        for (_, read), (keep, learned) in zip(runs, runs[1:]):
-            if not keep:
-                continue
-            problem, prefix = tok.decode(read).split("\n", 1)
-            answer = tok.decode(learned, skip_special_tokens=True)
-            assert prefix + answer == by_problem[problem]
-            hinted += prefix != ""
+    for read, learned in read_and_learned(x, y, m):
+        problem, prefix = tok.decode(read).split("\n", 1)
+        answer = tok.decode(learned, skip_special_tokens=True)
+        assert prefix + answer == by_problem[problem]
+        hinted += prefix != ""
     assert hinted >= 4
 
 
 def test_sft_tail_examples_learn_only_the_last_steps(tok):
     """With base_tail_frac a hard problem's early steps are read (prompt tokens) and only its last base_tail_steps
     steps, its answer and its end are learned: read + learned == the whole solution."""
-    import itertools
     import random
     easy, _ = make_splits((1, 2, 3), 300)
     hard, _ = make_splits((4, 5, 6), 300)
@@ -231,17 +233,12 @@ def test_sft_tail_examples_learn_only_the_last_steps(tok):
         ghpo.base_tail_steps = tail
         x, y, m = ghpo.sft_batch(tok, easy, hard, random.Random(tail))
         seen = 0
-        for first, row, mask in zip(x[:, 0].tolist(), y.tolist(), m.tolist()):
-            row, mask = [first] + row, [0.0] + mask
-            runs = [(keep, [t for t, _ in g]) for keep, g in itertools.groupby(zip(row, mask), key=lambda r: r[1])]
-            for (_, read), (keep, learned) in zip(runs, runs[1:]):
-                if not keep:
-                    continue
-                problem, prefix = tok.decode(read, skip_special_tokens=True).split("\n", 1)
-                p = by_problem[problem]
-                assert learned[-1] == end and prefix + tok.decode(learned, skip_special_tokens=True) == p["solution"]
-                assert prefix.count("=") == p["level"] - tail  # the steps read
-                seen += 1
+        for read, learned in read_and_learned(x, y, m):
+            problem, prefix = tok.decode(read, skip_special_tokens=True).split("\n", 1)
+            p = by_problem[problem]
+            assert learned[-1] == end and prefix + tok.decode(learned, skip_special_tokens=True) == p["solution"]
+            assert prefix.count("=") == p["level"] - tail  # the steps read
+            seen += 1
         assert seen >= 4
 
 
