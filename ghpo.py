@@ -241,6 +241,11 @@ def step_lines(problem):
     return problem["solution"].split("\n")[:-1]
 
 
+def first_steps(problem, k):
+    """The first k step lines of a worked solution, each ending with its newline: where the model would continue."""
+    return "".join(line + "\n" for line in step_lines(problem)[:k])
+
+
 def solution_prefix(problem, ratio):
     """The part of the reference solution a hint of this ratio gives away: its first round(len * ratio) characters
     (GHPO_SPEC.md), or with hint_in_answer its first round(steps * ratio) step lines (never the answer line), so the
@@ -250,9 +255,7 @@ def solution_prefix(problem, ratio):
         return ""
     if not hint_in_answer:
         return solution[:round(len(solution) * ratio)]
-    steps = step_lines(problem)
-    k = round(len(steps) * ratio)
-    return "".join(line + "\n" for line in steps[:k])
+    return first_steps(problem, round(len(step_lines(problem)) * ratio))
 
 
 def hint_text(problem, ratio):
@@ -559,7 +562,7 @@ def base_settings():
             "eval_per_level", "hint_ratios", "hint_template", "hint_in_answer", "chat_template", "system_prompt")
     with open(os.path.join(ROOT, "data", "arith.py"), "rb") as f:  # a change to the task, tokenizer or SFT retrains
         sft_code = "".join(inspect.getsource(fn) for fn in (sft_batch, train_base, arith_splits, prompt_text,
-                                                             hint_text, solution_prefix, step_lines))
+                                                             hint_text, solution_prefix, first_steps, step_lines))
         task_code = hashlib.sha1(f.read() + sft_code.encode()).hexdigest()
     return {k: globals()[k] for k in keys} | {"task_code": task_code}
 
@@ -581,14 +584,13 @@ def sft_batch(tok, train, hard_train, rng):
             steps = step_lines(p)
             a = tok.encode(prompt_text(p)).ids
             k = rng.randint(1, min(len(steps) - 1, base_partial_steps or len(steps)))
-            partial = (a, tok.encode("\n".join(steps[:k]) + "\n").ids)
+            partial = (a, tok.encode(first_steps(p, k)).ids)
         room = base_row_len + 1 - sum(map(len, partial))
         t = 0
         while True:
             if rng.random() < base_tail_frac:  # a hard problem whose early steps open the answer: finish it
                 p = rng.choice(hard_train)
-                steps = step_lines(p)
-                read = "".join(line + "\n" for line in steps[:max(0, len(steps) - base_tail_steps)])
+                read = first_steps(p, max(0, len(step_lines(p)) - base_tail_steps))
                 prompt, rest = prompt_text(p) + read, p["solution"][len(read):]
             else:
                 p = rng.choice(train)
