@@ -588,7 +588,7 @@ def sft_batch(tok, train, hard_train, rng):
         room = base_row_len + 1 - sum(map(len, partial))
         t = 0
         while True:
-            if rng.random() < base_tail_frac:  # a hard problem whose early steps open the answer: finish it
+            if base_tail_frac and rng.random() < base_tail_frac:  # a hard problem, its early steps given: finish it
                 p = rng.choice(hard_train)
                 read = first_steps(p, max(0, len(step_lines(p)) - base_tail_steps))
                 prompt, rest = prompt_text(p) + read, p["solution"][len(read):]
