@@ -22,26 +22,52 @@ def latest(out_dir):
     return os.path.join(out_dir, names[-1]) if names else None
 
 
-def save(out_dir, step, model, optimizer, generator, state, tok_folder):
+def save(out_dir, step, model, optimizer, generator, state, tok_folder, full=None):
     """Weights (and the float32 master weights of a bfloat16 run), AdamW moments, every rank's sampling generator, the
     python and torch RNGs, the step and `state` (the run's settings and base model). Called on every rank, written by
-    rank 0; older checkpoints are removed once the new one is in place."""
+    rank 0; older checkpoints are removed once the new one is in place. An FSDP2 run passes `full`, the gathered
+    plain copy of its model (written as model/), and every rank adds its own shards of the float32 weights and AdamW
+    moments to the same temporary folder with torch.distributed.checkpoint (DCP, dcp/)."""
     generators = all_gather(generator.get_state().cpu())
     final = os.path.join(out_dir, f"ckpt-{step:06d}")
-    if rank_world()[0] or os.path.isdir(final):
+    rank = rank_world()[0]
+    if all_gather(os.path.isdir(final))[0]:  # rank 0's answer, so that every rank takes the same way
         return
-    tmp = tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=out_dir)
-    model.save_pretrained(os.path.join(tmp, "model"))
+    tmp = all_gather(tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=out_dir) if rank == 0 else None)[0]
+    if full is not None:
+        import torch.distributed.checkpoint as dcp
+        dcp.save(sharded_state(model, optimizer), checkpoint_id=os.path.join(tmp, "dcp"))  # returns once all wrote
+    if rank:
+        return
+    (model if full is None else full).save_pretrained(os.path.join(tmp, "model"))
     shutil.copy2(os.path.join(tok_folder, "tokenizer.json"), os.path.join(tmp, "model"))  # loadable as init_from
     master = optimizer.param_groups[0]["params"]
     master = None if master[0] is next(model.parameters()) else [m.detach().cpu() for m in master]
-    torch.save(state | {"step": step, "optimizer": optimizer.state_dict(), "master": master,
-                        "generators": generators, "python_rng": random.getstate(), "torch_rng": torch.get_rng_state()},
+    torch.save(state | {"step": step, "optimizer": None if full is not None else optimizer.state_dict(),
+                        "master": master, "generators": generators, "python_rng": random.getstate(),
+                        "torch_rng": torch.get_rng_state()},
                os.path.join(tmp, "state.pt"))
     os.rename(tmp, final)
     for name in os.listdir(out_dir):  # older checkpoints, and temporary folders a killed run left behind
         if (name.startswith("ckpt-") and name < os.path.basename(final)) or name.startswith(".tmp-ckpt-"):
             shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
+
+
+def sharded_state(model, optimizer):
+    """The DCP state of an FSDP2 run: {"model", "optimizer"}, each rank's shards under full parameter names."""
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+    weights, moments = get_state_dict(model, optimizer)
+    return {"model": weights, "optimizer": moments}
+
+
+def load_sharded(path, model, optimizer):
+    """Put a checkpoint's DCP shards (float32 weights and AdamW moments) into an FSDP2 model and its optimizer; every
+    rank reads its own shards."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import set_state_dict
+    state = sharded_state(model, optimizer)
+    dcp.load(state, checkpoint_id=os.path.join(path, "dcp"))
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
 
 
 def load(path, settings, free, base_folder, world):
@@ -62,7 +88,8 @@ def load(path, settings, free, base_folder, world):
 
 def restore(state, optimizer, weights, generator, rank):
     """Put a checkpoint's AdamW state, master weights and RNG streams back; returns (step, skipped_updates)."""
-    optimizer.load_state_dict(state["optimizer"])
+    if state["optimizer"] is not None:  # None: an FSDP2 checkpoint, whose AdamW state load_sharded puts back
+        optimizer.load_state_dict(state["optimizer"])
     with torch.no_grad():
         for m, saved in zip(weights, state["master"] or []):
             m.copy_(saved)

@@ -1,6 +1,9 @@
 """
 torch.distributed plumbing for ghpo.py under torchrun: each rank samples and trains on its own slice of the step's
 prompts, and these few collectives put the step back together. On one process every function is the identity.
+Two ways to train: replicated (every rank holds the whole model; sync_grads sums the gradients) or, with fsdp=True,
+FSDP2 (shard: each rank holds 1/world of the weights, gradients and AdamW state; full_state gathers the weights for
+sampling, evaluation and saving).
 """
 import os
 
@@ -33,13 +36,44 @@ def all_gather(obj):
 
 def sync_grads(model):
     """Sum the gradients over ranks. Every rank divides its loss by the global normaliser, so the sum is the
-    single-process gradient of the whole batch."""
-    if not dist.is_initialized():
+    single-process gradient of the whole batch. An FSDP2 model has summed them already, in its backward."""
+    from torch.distributed.fsdp import FSDPModule
+    if not dist.is_initialized() or isinstance(model, FSDPModule):
         return
     for p in model.parameters():
         if p.grad is None:  # a rank with no rows this step still takes part
             p.grad = torch.zeros_like(p)
         dist.all_reduce(p.grad)
+
+
+def shard(model, compute_dtype):
+    """FSDP2 (torch.distributed.fsdp.fully_shard) over all ranks: each decoder block is one unit, the root (embeddings,
+    final norm, lm_head) another. Parameters stay float32 shards, which AdamW updates directly (they are the master
+    weights); each unit is all-gathered in compute_dtype for its forward and backward and freed after it, and its
+    gradients are reduce-scattered in float32 during the backward. In place; returns the model."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+    mesh = init_device_mesh("cuda" if dist.get_backend() == "nccl" else "cpu", (dist.get_world_size(),))
+    policy = MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32)
+    for block in model.model.layers:
+        fully_shard(block, mesh=mesh, mp_policy=policy)
+    fully_shard(model, mesh=mesh, mp_policy=policy)  # the root keeps its weights gathered from forward to backward,
+    for unit in model.modules():                     # so the loss can read lm_head.weight after the forward
+        if isinstance(unit, FSDPModule):  # each rank's loss is already divided by the global count: sum, not mean
+            unit.set_gradient_divide_factor(1.0)
+            unit.set_force_sum_reduction_for_comms(True)
+    return model
+
+
+def full_state(model, dtype):
+    """{name: full tensor in dtype} of an FSDP2 model, gathered one parameter at a time (a collective: every rank
+    calls it and gets the whole model); a tied weight is gathered once and appears under both names."""
+    out, done = {}, {}
+    for name, t in model.state_dict().items():
+        if id(t) not in done:
+            done[id(t)] = t.to(dtype).full_tensor()
+        out[name] = done[id(t)]
+    return out
 
 
 def setup(device):

@@ -20,6 +20,7 @@ joins torchrun's ranks, and data/demo_base.py trains the CPU demo's base model (
     python ghpo.py --config qwen2.5-math-1.5b.py --resume=True   # continue from out_dir's latest checkpoint
     python ghpo.py --config qwen2.5-math-1.5b.py --eval_only=True   # the six benchmarks, no hints, paper's table
     torchrun --nproc_per_node=8 ghpo.py --config qwen2.5-math-1.5b.py  # prompts sharded over ranks, grads all-reduced
+    torchrun --nproc_per_node=8 ghpo.py --config qwen2.5-7b.py         # fsdp=True: weights and AdamW state sharded
 """
 import json
 import math
@@ -35,7 +36,7 @@ import checkpoint
 import configurator
 from configurator import UsageError
 from data import demo_base
-from distributed import all_gather, all_sum, close, rank_world, setup, sync_grads  # torchrun
+from distributed import all_gather, all_sum, close, full_state, rank_world, setup, shard, sync_grads  # torchrun
 
 # -----------------------------------------------------------------------------
 # configuration: every name below can be set in a config file (plain assignments) or with --key=value
@@ -48,6 +49,7 @@ dtype = "float32"             # float32 | bfloat16 (parameters and activations; 
                               # copies and rounds them back: a bfloat16 weight alone rounds an lr-1e-6 step away)
 resume = False                # continue from the latest checkpoint in out_dir (a fresh start if there is none)
 threads = 0                   # torch CPU threads (0: torch's default)
+fsdp = False                  # under torchrun: shard weights, gradients and AdamW state over the ranks (FSDP2)
 debug = False                 # a bad setting or file shows its traceback, not one line (or set GHPO_DEBUG=1)
 kernel_impl = "auto"          # kernels/: auto | torch | triton | reference (the plain formula, to check a result)
 # task and data
@@ -267,16 +269,26 @@ def sequence_logprobs(model, rows, dev):
     return out  # one (b, L-1) tensor per micro-batch
 
 
+def even_rows(rows, advantages):
+    """Under FSDP2 every forward and backward is a collective, so every rank must run as many micro-batches as the
+    busiest one: rows without a loss token (two ids, both prompt) pad the others, with zero advantages."""
+    pad = max(all_gather(len(rows))) - len(rows)
+    advantages = torch.zeros(0) if advantages is None else advantages
+    return rows + [([0, 0], 2, -1)] * pad, torch.cat([advantages, advantages.new_zeros(pad)])
+
+
 def policy_update(model, optimizer, rows, advantages, ref_model, dev):
     """ppo_epochs passes of the clipped objective over the rows, one optimiser step per pass.
     Per token: l = -min(p A, clip(p, 1-eps_low, 1+eps_high) A) + beta KL_k3, p = exp(logp - logp_old)
     (GHPO_SPEC.md, "The objective"; paper Eq. 1 for the sequence-mean normalisation)."""
     from kernels.loss import policy_loss
+    if fsdp:
+        rows, advantages = even_rows(rows, advantages)
     # old log-probs are only needed when the policy moves between updates of one batch (mu > 1); with one update
     # the ratio is exactly 1, as in the released code, and the kernel uses the detached new log-probs
     old = sequence_logprobs(model, rows, dev) if ppo_epochs > 1 else None
     ref = sequence_logprobs(ref_model, rows, dev) if kl_coef > 0 else None
-    n_tokens, n_rows = all_sum(sum(len(seq) - n for seq, n, _ in rows), len(rows))
+    n_tokens, n_rows = all_sum(sum(len(seq) - n for seq, n, _ in rows), sum(len(seq) > n for seq, n, _ in rows))
     denom = n_tokens if loss_norm == "token" else n_rows  # global normaliser across micro-batches and ranks
     params, master = list(model.parameters()), optimizer.param_groups[0]["params"]
     stats = []
@@ -291,7 +303,8 @@ def policy_update(model, optimizer, rows, advantages, ref_model, dev):
                                    eps_low=eps_low, eps_high=eps_high, beta=kl_coef, temperature=temperature,
                                    norm=loss_norm, denom=denom, impl=kernel_impl)
             loss.backward()
-            stats.append({k: float(v) for k, v in st.items()} | {"loss": loss.item()})
+            if mask.any():  # even_rows' padding alone has no statistics
+                stats.append({k: float(v) for k, v in st.items()} | {"loss": loss.item()})
         sync_grads(model)
         if master[0] is not params[0]:  # float32 master weights (main): AdamW steps them, the model gets them rounded
             for m, p in zip(master, params):
@@ -430,6 +443,9 @@ def main(argv):
     master = rank == 0
     if prompts_per_step % world:
         raise UsageError(f"prompts_per_step={prompts_per_step} must be a multiple of the {world} processes")
+    if fsdp and world == 1:
+        raise UsageError("fsdp=True shards the model over torchrun's processes: launch with torchrun "
+                         "--nproc_per_node=N (N > 1), or set fsdp=False for one process")
     os.makedirs(out_dir, exist_ok=True)
     dev = torch.device(device, torch.cuda.current_device()) if device == "cuda" else torch.device(device)
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
@@ -439,16 +455,22 @@ def main(argv):
     base_folder = all_gather(demo_base.base_folder(sys.modules[__name__]) if scratch and master else init_from)[0]
     ckpt = checkpoint.latest(out_dir) if resume else None
     state = checkpoint.load(ckpt, cfg, RESUME_FREE, base_folder, world) if ckpt else None
-    model = Qwen2.from_pretrained(os.path.join(ckpt, "model") if ckpt else base_folder, dtype=torch_dtype, device=dev)
+    model = Qwen2.from_pretrained(os.path.join(ckpt, "model") if ckpt else base_folder,
+                                  dtype=torch.float32 if fsdp else torch_dtype, device=dev)
     tok = load_tokenizer(base_folder)
     stop_ids = stop_token_ids(tok)
     ref_model = Qwen2.from_pretrained(base_folder, dtype=torch_dtype, device=dev).eval() if kl_coef > 0 else None
+    if fsdp:  # FSDP2 (distributed.py): float32 shards, the master weights; each unit computes in dtype
+        model, ref_model = shard(model, torch_dtype), ref_model and shard(ref_model, torch_dtype)
+    # the model that samples, evaluates and is saved: the training model itself, or under FSDP2 a plain copy of its
+    # gathered weights in dtype, made once per rollout phase and freed before the update
+    sampler = lambda: Qwen2.from_state_dict(model.config, full_state(model, torch_dtype)).eval() if fsdp else model
     summary = {"method": method, "seed": seed, "config": cfg}
     columns = list(eval_sets) + ["mean", "easy", "hard"]
 
     if eval_only:  # the paper's table: one column per benchmark, then the mean
         summary["model"] = os.path.join(ckpt, "model") if ckpt else base_folder
-        summary["eval"] = evaluate(model, tok, eval_sets, stop_ids)
+        summary["eval"] = evaluate(sampler(), tok, eval_sets, stop_ids)
         summary["eval_rows"] = {k: len(v) for k, v in eval_sets.items()}
         print_table(f"eval (no hints; greedy, aime24 mean of {aime_samples} samples)",
                     {os.path.basename(summary["model"].rstrip("/")): summary["eval"]},
@@ -462,23 +484,25 @@ def main(argv):
     if state:
         summary |= state["summary"]
     else:
-        summary["eval_before"] = evaluate(model, tok, eval_sets, stop_ids)
+        summary["eval_before"] = evaluate(sampler(), tok, eval_sets, stop_ids)
     columns = [c for c in columns if c in summary["eval_before"]]
     print_table("eval before RL (no hints)", {"base": summary["eval_before"]}, columns)
     if probe_per_level and task == "arith" and not state:
-        summary["hint_probe"] = hint_probe(model, tok, eval_sets, stop_ids)
+        summary["hint_probe"] = hint_probe(sampler(), tok, eval_sets, stop_ids)
         print_table("hint probe: base accuracy with a hint of each ratio", summary["hint_probe"], columns)
-        summary["step_probe"] = step_probe(model, tok, eval_sets, stop_ids)
+        summary["step_probe"] = step_probe(sampler(), tok, eval_sets, stop_ids)
         steps = sorted({k for v in summary["step_probe"].values() for k in v}, key=int)
         print_table("step probe: accuracy of step k given the correct steps before it", summary["step_probe"], steps)
 
     order = problem_order(train)
     generator = torch.Generator(device=dev).manual_seed(seed + 100003 * rank)  # one sampling stream per rank
     params = list(model.parameters())  # below float32, AdamW updates float32 master copies (policy_update)
-    weights = params if torch_dtype == torch.float32 else [p.detach().float().requires_grad_() for p in params]
+    weights = params if params[0].dtype == torch.float32 else [p.detach().float().requires_grad_() for p in params]
     optimizer = torch.optim.AdamW(weights, lr=lr, betas=(beta1, beta2), eps=1e-8, weight_decay=weight_decay)
     warmup = max(1, round(warmup_frac * rl_steps))
     schedule = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / rl_steps)))
+    if state and fsdp:  # its float32 weights and AdamW moments, each rank reading its own shards
+        checkpoint.load_sharded(ckpt, model, optimizer)
     start, skipped_updates = checkpoint.restore(state, optimizer, weights, generator, rank) if state else (0, 0)
     if state and master:
         print(f"resumed from {ckpt} at step {start}")
@@ -494,7 +518,7 @@ def main(argv):
         model.eval()
         batch = [order[(step * prompts_per_step + i) % len(order)] for i in range(prompts_per_step)]
         problems = batch[rank * per_rank:(rank + 1) * per_rank]  # this rank's slice: whole groups on one rank
-        groups, stage = rollout_with_hints(model, tok, problems, step, stop_ids, generator)
+        groups, stage = rollout_with_hints(sampler(), tok, problems, step, stop_ids, generator)
         acc = torch.stack([g["acc"] for g in groups])  # (P, G)
         rewards = acc + format_reward * torch.stack([g["fmt"] for g in groups])  # (P, G)
         adv = group_advantages(rewards)  # (P, G)
@@ -529,20 +553,23 @@ def main(argv):
                   f"len {record['response_len']:.1f} | gnorm {grad_norm:.3f} | {record['tokens_per_s']:.0f} tok/s | "
                   f"eta {eta:.0f}s", flush=True)
         if eval_interval and (step + 1) % eval_interval == 0 and step + 1 < rl_steps:
-            mid = evaluate(model, tok, eval_sets, stop_ids)
+            mid = evaluate(sampler(), tok, eval_sets, stop_ids)
             if master:
                 print("eval", " ".join(f"{k} {v:.3f}" for k, v in mid.items()))
                 print(json.dumps({"step": step, "eval": mid}), file=metrics_file, flush=True)
         if ckpt_interval and (step + 1) % ckpt_interval == 0:
-            checkpoint.save(out_dir, step + 1, model, optimizer, generator, ckpt_state(), base_folder)
+            checkpoint.save(out_dir, step + 1, model, optimizer, generator, ckpt_state(), base_folder,
+                            full=sampler() if fsdp else None)
 
-    checkpoint.save(out_dir, rl_steps, model, optimizer, generator, ckpt_state(), base_folder)  # resume: only evaluates
-    summary["eval_after"] = evaluate(model, tok, eval_sets, stop_ids)
+    final = sampler()
+    checkpoint.save(out_dir, rl_steps, model, optimizer, generator, ckpt_state(), base_folder,  # resume: only evaluates
+                    full=final if fsdp else None)
+    summary["eval_after"] = evaluate(final, tok, eval_sets, stop_ids)
     print_table("eval (no hints)", {"before": summary["eval_before"], "after": summary["eval_after"]}, columns)
     summary["skipped_updates"] = skipped_updates
     summary["wall_seconds"] = time.time() - t_start
     if master:
-        model.save_pretrained(os.path.join(out_dir, "model"))
+        final.save_pretrained(os.path.join(out_dir, "model"))  # under FSDP2: the gathered weights, in dtype
         shutil.copy2(os.path.join(base_folder, "tokenizer.json"), os.path.join(out_dir, "model"))
         checkpoint.write_json(os.path.join(out_dir, "summary.json"), summary)
         metrics_file.close()

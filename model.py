@@ -330,7 +330,14 @@ class Qwen2(nn.Module):
         if missing:
             raise ValueError(f"{path}: missing tensor(s) {', '.join(missing[:5])}"
                              f"{' ...' if len(missing) > 5 else ''} in the safetensors files")
-        state = {k: t.to(dtype=dtype, device=device) for k, (t, _) in tensors.items()}
+        return cls.from_state_dict(config, {k: t.to(dtype=dtype, device=device) for k, (t, _) in tensors.items()})
+
+    @classmethod
+    def from_state_dict(cls, config: Qwen2Config, state):
+        """A model whose parameters are these tensors (not copied): {name: tensor}, named as state_dict() names them;
+        a tied model's lm_head.weight may be left out."""
+        with torch.device("meta"):
+            model = cls(config)
         model.load_state_dict(state, strict=False, assign=True)
         if config.tie_word_embeddings:
             model.lm_head.weight = model.model.embed_tokens.weight
