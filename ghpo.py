@@ -266,6 +266,8 @@ def sequence_logprobs(model, rows, dev):
         lp = fused_logprobs(h.flatten(0, 1), model.lm_head.weight, targets.flatten(), temperature=temperature,
                             impl=kernel_impl)
         out.append(lp.view(targets.shape))
+    if fsdp:  # FSDP2 keeps the root's weights gathered after a forward (for the backward): back to the shards
+        model.reshard()
     return out  # one (b, L-1) tensor per micro-batch
 
 

@@ -36,11 +36,13 @@ def torchrun(tmp_path, args, scripted, wait=True):
     return proc
 
 
-@pytest.mark.parametrize("method", ["ghpo", "dapo"])  # dapo drops groups: ranks train on unequal numbers of rows
+@pytest.mark.parametrize("method", ["ghpo", "dapo"])
 def test_fsdp_two_ranks_equal_one_process_and_load_in_transformers(tiny, tmp_path, monkeypatch, method):
     monkeypatch.setenv("GHPO_TEST_TOKENIZER", tiny["folder"])
     extra = ("--dtype=float32", "--benchmarks=('math500',)", "--bench_limit=3", "--rl_steps=3", "--lr=1e-3",
              "--micro_batch=3", "--group_size=4", f"--method={method}")
+    if method == "dapo":  # drops groups, so the ranks train on unequal numbers of rows (one on none); and the
+        extra += ("--ppo_epochs=2", "--kl_coef=0.05")  # old and reference log-probs, from a sharded reference model
     two = tmp_path / "two"
     proc = torchrun(tmp_path, real_args(tiny, two, "--fsdp=True", *extra), scripted=True)
     assert proc.stdout.count("step    2 |") == 1 and proc.stdout.count("done in") == 1  # rank 0 alone logs
@@ -54,6 +56,7 @@ def test_fsdp_two_ranks_equal_one_process_and_load_in_transformers(tiny, tmp_pat
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
     m1, m2 = metrics(one), metrics(two)
     assert [l["grad_norm"] > 0 for l in m1] == ([True] * 3 if method == "ghpo" else [False, True, False])
+    assert all(("kl_mean" in l) == (method == "dapo") for l in m1 if l["grad_norm"] > 0)
     for l1, l2 in zip(m1, m2, strict=True):
         assert {k: l1[k] for k in ("reward", "accuracy", "response_len")} == \
                {k: l2[k] for k in ("reward", "accuracy", "response_len")}
@@ -74,16 +77,23 @@ def test_fsdp_two_ranks_equal_one_process_and_load_in_transformers(tiny, tmp_pat
         torch.testing.assert_close(one_model(idx), want, atol=1e-4, rtol=1e-4)  # and the single process's
 
 
+def paper_args(tiny, out, *extra):
+    """configs/qwen2.5-7b.py (fsdp=True) with the same CPU-sized overrides as test_real.real_args."""
+    args = real_args(tiny, out, *extra)
+    return [args[0], "qwen2.5-7b.py", *args[2:]]
+
+
 def test_fsdp_resume_after_kill_equals_uninterrupted_run(tiny, tmp_path):
-    extra = ("--fsdp=True", "--dtype=float32", "--benchmarks=()", "--rl_steps=4", "--ckpt_interval=2", "--lr=1e-3",
-             "--seed=1", "--max_new_tokens=8")
+    extra = ("--dtype=float32", "--benchmarks=()", "--rl_steps=4", "--ckpt_interval=2", "--lr=1e-3", "--seed=1",
+             "--max_new_tokens=8")
     full = tmp_path / "full"
-    torchrun(tmp_path, real_args(tiny, full, *extra), scripted=False)  # the real sampler on the gathered weights
+    proc = torchrun(tmp_path, paper_args(tiny, full, *extra), scripted=False)  # the real sampler, gathered weights
+    assert "done in" in proc.stdout
     want = metrics(full)
     assert [l["step"] for l in want] == [0, 1, 2, 3] and any(l["grad_norm"] > 0 for l in want[2:])
 
     cut = tmp_path / "cut"
-    proc = torchrun(tmp_path, real_args(tiny, cut, *extra), scripted=False, wait=False)
+    proc = torchrun(tmp_path, paper_args(tiny, cut, *extra), scripted=False, wait=False)
     while proc.poll() is None:  # kill -9 as soon as step 2 is logged: after checkpoint 2, before checkpoint 4
         if (cut / "metrics.jsonl").exists() and len((cut / "metrics.jsonl").read_text().splitlines()) >= 3:
             os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks
@@ -92,7 +102,7 @@ def test_fsdp_resume_after_kill_equals_uninterrupted_run(tiny, tmp_path):
     assert proc.wait() == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
     assert len(metrics(cut)) < 4 and "ckpt-000002" in os.listdir(cut)
 
-    torchrun(tmp_path, real_args(tiny, cut, *extra, "--resume=True"), scripted=False)
+    torchrun(tmp_path, paper_args(tiny, cut, *extra, "--resume=True"), scripted=False)
     assert metrics(cut) == want  # every step's metrics, timing aside
     a, b = weights(full / "model"), weights(cut / "model")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -101,4 +111,6 @@ def test_fsdp_resume_after_kill_equals_uninterrupted_run(tiny, tmp_path):
 
 def test_fsdp_needs_torchrun(tiny, tmp_path):
     with pytest.raises(ghpo.UsageError, match="fsdp=True shards the model over torchrun's processes"):
-        ghpo.main(real_args(tiny, tmp_path / "x", "--fsdp=True"))
+        ghpo.main(paper_args(tiny, tmp_path / "x"))
+    cfg = ghpo.configure(["--config", "qwen2.5-7b.py"])
+    assert cfg["fsdp"] and cfg["prompts_per_step"] % 8 == 0  # the 7B recipe: sharded, its batch split over 8 GPUs
