@@ -41,11 +41,14 @@ def save(out_dir, step, model, optimizer, generator, state, tok_folder, full=Non
         return
     (model if full is None else full).save_pretrained(os.path.join(tmp, "model"))
     shutil.copy2(os.path.join(tok_folder, "tokenizer.json"), os.path.join(tmp, "model"))  # loadable as init_from
-    master = optimizer.param_groups[0]["params"]
-    master = None if master[0] is next(model.parameters()) else [m.detach().cpu() for m in master]
-    torch.save(state | {"step": step, "optimizer": None if full is not None else optimizer.state_dict(),
-                        "master": master, "generators": generators, "python_rng": random.getstate(),
-                        "torch_rng": torch.get_rng_state()},
+    if full is None:
+        master = optimizer.param_groups[0]["params"]
+        master = None if master[0] is next(model.parameters()) else [m.detach().cpu() for m in master]
+        weights = {"optimizer": optimizer.state_dict(), "master": master}
+    else:  # FSDP2: the float32 weights are the optimizer's own parameters, in dcp/ with its moments
+        weights = {"optimizer": None, "master": None}
+    torch.save(state | weights | {"step": step, "generators": generators, "python_rng": random.getstate(),
+                                  "torch_rng": torch.get_rng_state()},
                os.path.join(tmp, "state.pt"))
     os.rename(tmp, final)
     for name in os.listdir(out_dir):  # older checkpoints, and temporary folders a killed run left behind

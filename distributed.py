@@ -36,9 +36,11 @@ def all_gather(obj):
 
 def sync_grads(model):
     """Sum the gradients over ranks. Every rank divides its loss by the global normaliser, so the sum is the
-    single-process gradient of the whole batch. An FSDP2 model has summed them already, in its backward."""
+    single-process gradient of the whole batch."""
+    if not dist.is_initialized():
+        return
     from torch.distributed.fsdp import FSDPModule
-    if not dist.is_initialized() or isinstance(model, FSDPModule):
+    if isinstance(model, FSDPModule):  # FSDP2 has summed them already: reduce-scattered during the backward
         return
     for p in model.parameters():
         if p.grad is None:  # a rank with no rows this step still takes part
@@ -69,10 +71,11 @@ def full_state(model, dtype):
     """{name: full tensor in dtype} of an FSDP2 model, gathered one parameter at a time (a collective: every rank
     calls it and gets the whole model); a tied weight is gathered once and appears under both names."""
     out, done = {}, {}
-    for name, t in model.state_dict().items():
-        if id(t) not in done:
-            done[id(t)] = t.to(dtype).full_tensor()
-        out[name] = done[id(t)]
+    with torch.no_grad():
+        for name, p in model.state_dict(keep_vars=True).items():  # the parameters themselves: tied ones are one
+            if id(p) not in done:
+                done[id(p)] = p.to(dtype).full_tensor()
+            out[name] = done[id(p)]
     return out
 
 
