@@ -9,9 +9,10 @@ fraction per stage and grad norm over steps.
                       [any ghpo.py --key=value]
 
 Each run writes <out_dir>/<method>-s<seed>/ (with --base_seeds: <out_dir>/b<base_seed>/<method>-s<seed>/); an existing
-summary.json is reused, so an interrupted comparison continues where it stopped. --jobs runs that many processes at
-once (each with threads = cores / jobs). The first run of each base model trains it (once, cached by ghpo.py) and
-prints its probes; the other runs start from it and skip the probes.
+summary.json is reused, so an interrupted comparison continues where it stopped. Without --base_seeds every run starts
+from the config's own base model; --base_seeds trains each of those base models here (init_from=scratch with that
+base_seed, cached by ghpo.py). --jobs runs that many processes at once (each with threads = cores / jobs). The first
+run of each base model trains it if needed and prints its probes; the other runs start from it and skip the probes.
 """
 import json
 import math
@@ -124,7 +125,8 @@ def main(argv):
     bases = base_seeds if base_seeds is not None else [None]  # None: the config's own base model
     runs = [(b, m, s, os.path.join(out_dir, *([f"b{b}"] if b is not None else []), f"{m}-s{s}"))
             for b in bases for m in methods for s in seeds]
-    args = lambda b: passed + ([f"--base_seed={b}"] if b is not None else [])
+    # --base_seeds trains those base models here from scratch, even when the config starts from a shipped one
+    args = lambda b: passed + ([f"--base_seed={b}", "--init_from=scratch"] if b is not None else [])
     firsts = [next(r for r in runs if r[0] == b) for b in bases]
     for b, m, s, d in firsts:  # trains and caches each base model, and prints its probes
         run(args(b), d, m, s, os.cpu_count() or 1)
