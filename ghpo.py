@@ -101,7 +101,7 @@ eps_high = 0.2                # clip range above 1
 kl_coef = 0.0                 # beta of the k3 KL to the frozen base model (released code: 0, no reference model)
 loss_norm = "token"           # token: sum over tokens / tokens in the batch (released code); sequence: paper Eq. 1
 eval_interval = 0             # evaluate every this many RL steps as well (0: only before and after)
-probe_per_level = 100         # problems per level for the hint and step probes printed before RL (0: skip)
+probe_per_level = 100         # problems per level for the hint, pass@G and step probes printed before RL (0: skip)
 ckpt_interval = 0             # write a checkpoint every this many RL steps (0: only at the end)
 config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str, tuple))]
 # -----------------------------------------------------------------------------
@@ -202,6 +202,17 @@ def rollout_with_hints(model, tok, problems, step, stop_ids, generator):
             for i, g in zip(hard, regen):
                 groups[i], stage[i] = g, s
     return groups, stage
+
+
+def mechanism(acc, stage, levels):
+    """What decides whether GHPO can beat GRPO, per step: hard_unsolved, the fraction of hard-level groups whose G
+    unhinted samples all failed (GRPO learns nothing from them; a hinted group failed unhinted), and hint_rescued, the
+    fraction of hinted groups that ended with a correct sample. None where no group qualifies. acc: (P, G)."""
+    solved = [bool(a.sum() > 0) for a in acc]
+    hard = [bool(s) or not ok for ok, s, lv in zip(solved, stage, levels) if lv in hard_levels]
+    hinted = [ok for ok, s in zip(solved, stage) if s]
+    return {"hard_unsolved": sum(hard) / len(hard) if hard else None,
+            "hint_rescued": sum(hinted) / len(hinted) if hinted else None}
 
 
 def problem_order(train):
@@ -375,6 +386,28 @@ def hint_probe(model, tok, eval_sets, stop_ids):
     return {str(w): evaluate(model, tok, sets, stop_ids, ratio=w) for w in (0.0,) + tuple(hint_ratios)}
 
 
+@torch.no_grad()
+def pass_probe(model, tok, eval_sets, stop_ids):
+    """pass@G per level with a hint of each ratio: the fraction of problems for which at least one of G samples, drawn
+    as RL draws them (temperature, top_k, top_p), is correct. At ratio 0 it says whether GRPO gets any signal on a
+    level (a greedy accuracy of .01 can hide a pass@8 of .1); at the hint ratios, how often GHPO's hints rescue a
+    group that fails without one."""
+    from verify import verify
+    generator = torch.Generator(device=model.lm_head.weight.device).manual_seed(seed)
+    table = {}
+    for w in (0.0,) + tuple(hint_ratios):
+        table[str(w)] = {}
+        for name, problems in eval_sets.items():
+            groups = sample_and_score(model, tok, problems[:probe_per_level], [w] * len(problems[:probe_per_level]),
+                                      stop_ids, generator)
+            table[str(w)][name] = sum(bool(g["acc"].sum()) for g in groups) / max(len(groups), 1)
+        for split, levels in (("easy", easy_levels), ("hard", hard_levels)):
+            names = [f"L{lv}" for lv in levels if f"L{lv}" in table[str(w)]]
+            if names:
+                table[str(w)][split] = sum(table[str(w)][n] for n in names) / len(names)
+    return table
+
+
 def step_probe(model, tok, eval_sets, stop_ids):
     """Accuracy of solution step k (a line of the reference solution) given the correct steps before it, per level:
     tells whether late steps are the weak ones, i.e. whether hints leave the model something to practise."""
@@ -490,9 +523,13 @@ def main(argv):
     columns = [c for c in columns if c in summary["eval_before"]]
     print_table("eval before RL (no hints)", {"base": summary["eval_before"]}, columns)
     if probe_per_level and task == "arith" and not state:
-        summary["hint_probe"] = hint_probe(sampler(), tok, eval_sets, stop_ids)
+        probed = sampler()
+        summary["hint_probe"] = hint_probe(probed, tok, eval_sets, stop_ids)
         print_table("hint probe: base accuracy with a hint of each ratio", summary["hint_probe"], columns)
-        summary["step_probe"] = step_probe(sampler(), tok, eval_sets, stop_ids)
+        summary["pass_probe"] = pass_probe(probed, tok, eval_sets, stop_ids)
+        print_table(f"pass@{group_size} probe: a correct sample among {group_size} (temperature {temperature}), per "
+                    f"hint ratio", summary["pass_probe"], columns)
+        summary["step_probe"] = step_probe(probed, tok, eval_sets, stop_ids)
         steps = sorted({k for v in summary["step_probe"].values() for k in v}, key=int)
         print_table("step probe: accuracy of step k given the correct steps before it", summary["step_probe"], steps)
 
@@ -546,7 +583,8 @@ def main(argv):
             "response_len": n_tokens / acc.numel(), "grad_norm": grad_norm,
             "tokens_per_s": n_tokens / dt, "step_s": dt, "lr": optimizer.param_groups[0]["lr"],
             "skipped_updates": skipped_updates,  # non-finite loss or gradients: the update was skipped
-        } | ({k: sum(s[k] for s in stats) / len(stats) for k in stats[0]} if stats else {})
+        } | mechanism(acc, stage, [p["level"] for p in batch]) | ({k: sum(s[k] for s in stats) / len(stats)
+                                                                  for k in stats[0]} if stats else {})
         if master:
             print(json.dumps(record), file=metrics_file, flush=True)
             eta = dt * (rl_steps - step - 1)

@@ -3,6 +3,7 @@ switches, configuration errors, dataset loader errors, and a tiny end-to-end run
 import json
 import os
 import re
+import types
 
 import pytest
 import torch
@@ -121,6 +122,26 @@ def test_ghpo_escalates_stages_and_regenerates_whole_groups(tok, scripted):
     for g in groups:  # the whole group comes from one prompt: hinted and unhinted samples never mix
         assert g["tokens"].shape[0] == 4 and len(set(map(tuple, g["tokens"].tolist()))) == 1
         assert tok.decode(g["prompt"]) == ghpo.prompt_text(g["problem"], g["ratio"])
+
+
+def test_pass_probe_counts_problems_with_any_correct_sample(tok, scripted):
+    problems, calls = scripted  # needs no hint, 0.25, 0.5, 0.75, and one no hint rescues
+    ghpo.hard_levels, ghpo.easy_levels, ghpo.probe_per_level = (5,), (1,), 100
+    cpu_model = types.SimpleNamespace(lm_head=torch.nn.Linear(1, 1))  # the scripted sampler never calls it
+    table = ghpo.pass_probe(cpu_model, tok, {"L5": problems}, stop_ids=[])
+    assert {w: table[w]["L5"] for w in table} == {"0.0": 0.2, "0.25": 0.4, "0.5": 0.6, "0.75": 0.8}
+    assert all(table[w]["hard"] == table[w]["L5"] for w in table) and "easy" not in table["0.0"]
+    ghpo.probe_per_level = 2  # only the first problems of each level are probed
+    assert ghpo.pass_probe(cpu_model, tok, {"L5": problems}, stop_ids=[])["0.25"]["L5"] == 1.0
+
+
+def test_mechanism_metrics():
+    ghpo.hard_levels = (6, 7)
+    acc = torch.tensor([[0., 0.], [1., 0.], [0., 0.], [0., 1.], [1., 1.]])  # (P=5, G=2), final groups
+    stage = [0, 0, 3, 2, 0]  # groups 2 and 3 were hinted: all wrong unhinted; group 3 was rescued
+    m = ghpo.mechanism(acc, stage, levels=[6, 7, 7, 6, 1])
+    assert m == {"hard_unsolved": 3 / 4, "hint_rescued": 1 / 2}
+    assert ghpo.mechanism(acc, [0] * 5, levels=[1] * 5) == {"hard_unsolved": None, "hint_rescued": None}
 
 
 def test_cold_start_and_baselines_do_not_hint(tok, scripted):
@@ -432,11 +453,13 @@ def test_tiny_end_to_end_run(tmp_path):
     for key in ("eval_before", "eval_after"):
         assert set(saved[key]) == {"L1", "L4", "easy", "hard"}
         assert all(0.0 <= v <= 1.0 for v in saved[key].values())
-    assert set(saved["hint_probe"]) == {"0.0", "0.25", "0.5", "0.75"}
+    assert set(saved["hint_probe"]) == set(saved["pass_probe"]) == {"0.0", "0.25", "0.5", "0.75"}
+    assert all(0.0 <= v <= 1.0 for w in saved["pass_probe"] for v in saved["pass_probe"][w].values())
     assert set(saved["step_probe"]["L4"]) == {"1", "2", "3", "4", "5"}
     lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert [l["step"] for l in lines] == [0, 1, 2]
-    assert {"reward", "accuracy", "hinted", "response_len", "grad_norm", "tokens_per_s"} <= set(lines[0])
+    assert {"reward", "accuracy", "hinted", "response_len", "grad_norm", "tokens_per_s", "hard_unsolved",
+            "hint_rescued"} <= set(lines[0])
     assert os.path.isfile(out / "model" / "model.safetensors")
     assert summary["eval_after"] == saved["eval_after"]
     # a second method from the same seed reuses the cached base model (same starting accuracy)
