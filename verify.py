@@ -115,7 +115,10 @@ def _box_run(text):
     return run
 
 
-_RE_BOX_JOIN = re.compile(r"(?:\s|\$|[,;]|\\[()\[\]]|\\q?quad|\\text\s*\{\s*(?:and|or|,)?\s*\}|\band\b|\bor\b)*")
+# between two boxes of one answer: spaces, math delimiters, commas, 'and', 'or', \quad, a name and '=' (`$x = \boxed{1}$
+# or $x = \boxed{2}$`); any other word ends the run
+_RE_BOX_JOIN = re.compile(r"(?:\s|\$|[,;]|\\[()\[\]]|\\q?quad|\\text\s*\{\s*(?:and|or|,)?\s*\}|\band\b|\bor\b"
+                          r"|\b[A-Za-z](?:_\{?\w+\}?)?\s*=)*")
 _RE_MARKER = re.compile(r"####|(?i:final\s+answer(?:\s+is)?|answer\s+is|answer\s*:)\s*:?")
 _RE_MATH_SPAN = re.compile(r"\$\$(.{1,1000}?)\$\$|\\\[(.{1,1000}?)\\\]|\\\((.{1,1000}?)\\\)|(?<!\\)\$([^$\n]{1,1000}?)(?<!\\)\$",
                            re.DOTALL)
@@ -244,7 +247,7 @@ _RE_SUBS = [(re.compile(p), r) for p, r in [
     (r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|big|Big|bigg|Bigg)(?![A-Za-z])", ""),
     (r"\\displaystyle|\\limits", ""),
     (r"\\[dtc]frac(?![A-Za-z])", r"\\frac"), (r"\\[dt]binom(?![A-Za-z])", r"\\binom"),
-    (r"(\d),\\!\s*(?=\d)", r"\1"), (r"(\d)\s*(?:\{\s*,\s*\}|\\,)\s*(?=\d\d\d)", r"\1"),  # 10,\!080 10{,}080 14 {, }916
+    (r"(\d),\\!\s*(?=\d)", r"\1"), (r"(\d)\s*(?:\{\s*,\s*\}|\\,)\s*(?=\d\d\d(?!\d))", r"\1"),  # 10,\!080 10{,}080 14 {, }916
     (r"\\(?:text|mbox)\s*\{\s*,?\s*(?:and|or)\s*\}", ","), (r"\s+(?:and|or)\s+", ","), (r";", ","),
     (r"(?<=[\d)\]}])\s*(?:and|or)\s*(?=[-\d(\[{\\])", ","),  # (11,7)or(7,11)
     (r"(?<!\\)\\[()\[\]]", ""), (r"\\colon(?![A-Za-z])", ":"),  # \( \) \[ \] math delimiters
