@@ -1,16 +1,28 @@
 """
 Answer extraction and equivalence checking for math RL rewards, safe on hostile model output.
 
-    extract_answer(text) -> str | None     the last \\boxed{...} (or \\fbox, GSM8K's '#### x', then a fallback)
-    verify(completion, gold) -> bool       is the completion's answer equivalent to the gold answer? never raises
+    extract_answer(text) -> str | None     the completion's final answer (the extraction contract below)
+    verify(completion, gold) -> bool       is the completion's answer equivalent to the gold answer (str, int, float)?
     gold_answer(row, dataset) -> str|None  a dataset row's gold answer, None when empty or unparseable
     is_parseable(answer) -> bool           can verify() score against this gold answer?
 
+The extraction contract (extract_answer): the answer is the last complete \\boxed{} (or \\fbox{}); boxes just
+before it that only separators divide from it (commas, 'and', 'or', spaces, $, `x =`) join it as one list
+(`$\\boxed{1}$ and $\\boxed{2}$` is '1, 2'; `\\boxed{1}, then \\boxed{2}` is '2'). A final-answer statement after
+the last box ('Final Answer: The final answer is $7$') overrides it when it states a math span or a number. With no
+box: the statement after the last 'final answer' / 'answer is' / 'answer:' / '####' (its first math span, else the
+rest of the line or sentence); with no marker either, the last number, unless it sits inside an expression
+(`\\frac{10}{9}`, a matrix, `x < 5`): then the $...$ / \\(...\\) / \\[...\\] span that holds it, or None.
+
 How two answers are compared (verify): both are normalised (\\dfrac, \\left/\\right, \\text{}, units, degrees, $,
-percent, thousands separators, trailing dots), then compared as strings; if that fails, each is parsed into a value
-and the values are compared. A value is a sympy expression or a structure of them: a tuple or interval (ordered,
-brackets matter), a set or a bare comma list (unordered), a union of intervals (unordered), a matrix (element by
-element), an equation, an inequality or a text answer. `x = 5` compares as `5`, `1 \\pm 2` as the set {3, -1}.
+percent signs and words, thousands separators, trailing dots), then compared as strings; if that fails, each is parsed
+into a value and the values are compared. A value is a sympy expression or a structure of them: a tuple or interval
+(ordered, brackets matter), a set or a bare comma list (unordered; a repeat in the answer is dropped unless the gold
+answer repeats too), a union of intervals (unordered), a matrix (element by element), a ratio (a:b is a/b; ratios
+compare when proportional), an equation (the same up to a constant factor), an inequality (a linear one in one
+variable is its interval; others the same up to a positive factor), or a text answer. A name or label on the left
+is dropped: `x = 5`, `(p, q) = (3, 2)`, `|AB| = 1`, `V_1:V_2 = 11:21` compare as their right sides, and a chain
+`x = 2 + 3 = 5` as its last; `1 \\pm 2` and `\\pm 2` are sets; `a \\approx b` is a (and b too for a decimal gold).
 Two expressions are equal when sympy builds the same object, or else when they agree numerically: constants are
 evaluated with mpmath at 40 digits; expressions with variables are evaluated at 4 fixed pseudo-random points
 (a probabilistic identity test, never simplify()). Relative tolerances: 1e-4 when the gold answer is written as a
@@ -24,6 +36,7 @@ Every verify() call has a deadline checked by the parser and the evaluator (thre
 SIGALRM timer backs it up in case a single sympy call runs long.
 """
 import cmath
+import decimal
 import math
 import numbers
 import random
@@ -119,7 +132,7 @@ def _box_run(text):
 # or $x = \boxed{2}$`); any other word ends the run
 _RE_BOX_JOIN = re.compile(r"(?:\s|\$|[,;]|\\[()\[\]]|\\q?quad|\\text\s*\{\s*(?:and|or|,)?\s*\}|\band\b|\bor\b"
                           r"|\b[A-Za-z](?:_\{?\w+\}?)?\s*=)*")
-_RE_MARKER = re.compile(r"####|(?i:final\s+answer(?:\s+is)?|answer\s+is|answer\s*:)\s*:?")
+_RE_MARKER_AT = re.compile(r"answer(\s+is\b|\s*:)?\s*:?")  # at a lower-cased 'answer'
 _RE_MATH_SPAN = re.compile(r"\$\$(.{1,1000}?)\$\$|\\\[(.{1,1000}?)\\\]|\\\((.{1,1000}?)\\\)|(?<!\\)\$([^$\n]{1,1000}?)(?<!\\)\$",
                            re.DOTALL)
 _NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
@@ -128,8 +141,12 @@ _NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 def last_boxed(text):
     """The answer in the boxes of text: the last complete \\boxed{...} (or \\fbox), joined with the boxes just before
     it that only separators divide from it (`$\\boxed{1}$, $\\boxed{2}$` is '1, 2'); None without a complete box."""
-    run = _box_run(text)
-    return ", ".join(c.strip() for _, _, c in run) if run else None
+    return _joined(_box_run(text))
+
+
+def _joined(run):
+    """The contents of a run of boxes as one answer; a box repeated word for word counts once (`\\boxed{7} \\boxed{7}`)."""
+    return ", ".join(dict.fromkeys(c.strip() for _, _, c in run)) if run else None
 
 
 def _statement(rest):
@@ -141,6 +158,29 @@ def _statement(rest):
         return next(g for g in span.groups() if g is not None).strip()
     rest = re.split(r"\.\s|\n", rest)[0].strip().strip("$ .:")
     return rest if rest and len(rest) <= MAX_ANSWER_CHARS else None
+
+
+def _last_marker(text, start):
+    """Where the statement after the last final-answer marker in text[start:] begins ('####', 'final answer',
+    'answer is', 'answer:', any case), or -1."""
+    best = text.rfind("####", start)
+    best = best + 4 if best >= 0 else -1
+    low, end = text.lower(), len(text)
+    while True:
+        i = low.rfind("answer", start, end)
+        if i < 0 or i < best:
+            return best
+        m = _RE_MARKER_AT.match(low, i)
+        if m.group(1) or low[max(0, i - 20):i].rstrip().endswith("final"):
+            return max(best, m.end())
+        end = i
+
+
+def _last_match(pattern, text, start):
+    m = None
+    for m in pattern.finditer(text, start):
+        pass
+    return m
 
 
 def extract_answer(text):
@@ -160,18 +200,21 @@ def extract_answer(text):
     if not isinstance(text, str) or len(text) > MAX_COMPLETION_CHARS:
         return None
     run = _box_run(text)
-    markers = list(_RE_MARKER.finditer(text, run[-1][1] if run else 0))
-    if markers:
-        rest = text[markers[-1].end():]
+    marker = _last_marker(text, run[-1][1] if run else 0)
+    if marker >= 0:
+        rest = text[marker:]
         stated = _statement(rest)
         if stated and (not run or _RE_MATH_SPAN.match(rest.lstrip()) or _NUMBER_RE.fullmatch(stated)):
             return stated
     if run:
-        return ", ".join(c.strip() for _, _, c in run).strip() or None
-    numbers = list(_NUMBER_RE.finditer(text))
-    if not numbers:
+        return _joined(run).strip() or None
+    last = None
+    for lo in (len(text) - 4096, 0):  # the tail first: a long text costs little
+        last = _last_match(_NUMBER_RE, text, max(lo, 0))
+        if last is not None and (lo <= 0 or last.start() > lo):
+            break
+    if last is None:
         return None
-    last = numbers[-1]
     lo = max(0, last.start() - 2 * MAX_ANSWER_CHARS)  # from a line start: $ pairs are read in order
     lo = text.find("\n", lo, last.start()) + 1 or lo
     spans = [s for s in _RE_MATH_SPAN.finditer(text, lo, last.end() + MAX_ANSWER_CHARS)
@@ -1235,8 +1278,8 @@ def _equal(g, p, gdec, pdec):
         return _ratio_equal(g, p, gdec, pdec)
     if gk == "set" and len(g[1]) == 1 and pk != "set":
         return _equal(g[1][0], p, gdec, pdec)
-    if pk == "set" and len(p[1]) == 1 and gk != "set":
-        return _equal(g, p[1][0], gdec, pdec)
+    if pk == "set" and p[1] and gk != "set":  # {a}, and a list of one value written twice (15\\frac{39}{40}, 639/40)
+        return all(_equal(g, x, gdec, pdec) for x in p[1])
     if gk == "matrix" and pk == "seq" or gk == "seq" and pk == "matrix":  # a column vector is a tuple
         m, s = (g, p) if gk == "matrix" else (p, g)
         flat = [x for row in m[1] for x in row]
@@ -1386,7 +1429,7 @@ def _on_alarm(signum, frame):
 
 def _gold_text(gold):
     """A gold answer as text: a string as it is; a number (AMC23 stores 27.0) as its value, 27.0 -> '27', 0.5 ->
-    '0.5'. bool is refused: True is a data error, not the number 1; a yes/no answer is the string 'yes'."""
+    '0.5', 1e-05 -> '0.00001'. bool is refused: True is a data error, not the number 1; a yes/no answer is the string 'yes'."""
     if isinstance(gold, str):
         return gold
     if isinstance(gold, bool) or not isinstance(gold, numbers.Real):
@@ -1396,7 +1439,7 @@ def _gold_text(gold):
     x = float(gold)
     if not math.isfinite(x):
         raise ValueError(f"verify: the gold answer is {x}, not a number that can be matched")
-    return str(int(x)) if x.is_integer() else repr(x)
+    return str(int(x)) if x.is_integer() else format(decimal.Decimal(repr(x)), "f")  # 1e-05 -> '0.00001'
 
 
 def verify(completion, gold):

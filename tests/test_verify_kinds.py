@@ -267,6 +267,9 @@ KINDS = {
         ("(1,2), (3,4)", r"$\boxed{(1,2)}$ and $\boxed{(3,4)}$", True),
         ("2", r"First guess \boxed{1}. Checking again, the answer is \boxed{2}.", True),
         ("7", r"I first got \boxed{5}, but that fails; it is \boxed{7}.", True),
+        ("7", "\\boxed{7}\n\\boxed{7}", True),
+        (r"\frac{9}{4}", r"$\boxed{2\frac14}$, or $\boxed{\frac{9}{4}}$", True),  # one value written two ways
+        (r"\frac{9}{4}", r"$\boxed{2\frac14}$, or $\boxed{\frac{9}{5}}$", False),
         ("2", r"$\boxed{1}$ and $\boxed{2}$", False),  # two answers for one
         ("1", r"$\boxed{1}$ or $\boxed{2}$", False),
         ("1, 2", r"$\boxed{1}$ and $\boxed{3}$", False),
@@ -342,7 +345,9 @@ def test_extraction_contract():
     assert extract_answer(r"so $y = \frac{10}{9}$ and we are done") == r"y = \frac{10}{9}"
     assert extract_answer(r"so y = \frac{10}{9} and we are done") is None
     assert extract_answer(r"\boxed{3}" + "$" * 5000 + "x") == "3"
-    assert extract_answer(r"\boxed{1}, " * 1000) == ", ".join(["1"] * 64)  # at most MAX_ITEMS boxes are joined
+    flood = "".join(f"\\boxed{{{i}}}, " for i in range(1000))
+    assert extract_answer(flood) == ", ".join(str(i) for i in range(936, 1000))  # at most MAX_ITEMS boxes are joined
+    assert extract_answer("\\boxed{77}\n\\boxed{77}") == "77"  # a box repeated word for word counts once
 
 
 # gold answers as datasets store them: AMC23 writes JSON numbers (27.0)
