@@ -9,7 +9,8 @@ Answer extraction and equivalence checking for math RL rewards, safe on hostile 
 The extraction contract (extract_answer): the answer is the last complete \\boxed{} (or \\fbox{}); boxes just
 before it that only separators divide from it (commas, 'and', 'or', spaces, $, `x =`) join it as one list
 (`$\\boxed{1}$ and $\\boxed{2}$` is '1, 2'; `\\boxed{1}, then \\boxed{2}` is '2'). A final-answer statement after
-the last box ('Final Answer: The final answer is $7$') overrides it when it states a math span or a number. With no
+the last box ('Final Answer: The final answer is $7$') overrides it when it states a math span or a number
+('check the answer: $...$' is no such statement). With no
 box: the statement after the last 'final answer' / 'answer is' / 'answer:' / '####' (its first math span, else the
 rest of the line or sentence); with no marker either, the last number, unless it sits inside an expression
 (`\\frac{10}{9}`, a matrix, `x < 5`): then the $...$ / \\(...\\) / \\[...\\] span that holds it, or None.
@@ -160,18 +161,18 @@ def _statement(rest):
     return rest if rest and len(rest) <= MAX_ANSWER_CHARS else None
 
 
-def _last_marker(text, start):
-    """Where the statement after the last final-answer marker in text[start:] begins ('####', 'final answer',
-    'answer is', 'answer:', any case), or -1."""
-    best = text.rfind("####", start)
-    best = best + 4 if best >= 0 else -1
+def _last_marker(text, start, final_only):
+    """Where the statement after the last answer marker in text[start:] begins ('####', 'final answer', 'answer
+    is', 'answer:', any case; only 'final answer' when final_only), or -1."""
+    best = -1 if final_only or text.rfind("####", start) < 0 else text.rfind("####", start) + 4
     low, end = text.lower(), len(text)
     while True:
         i = low.rfind("answer", start, end)
         if i < 0 or i < best:
             return best
         m = _RE_MARKER_AT.match(low, i)
-        if m.group(1) or low[max(0, i - 20):i].rstrip().endswith("final"):
+        final = low[max(0, i - 20):i].rstrip().endswith("final")
+        if final or m.group(1) and not final_only:
             return max(best, m.end())
         end = i
 
@@ -189,8 +190,8 @@ def extract_answer(text):
     1. the boxes: the last complete \\boxed{...} (or \\fbox), together with the boxes just before it when only
        separators (commas, 'and', 'or', spaces, math delimiters) stand between them: `$\\boxed{1}$ and
        $\\boxed{2}$` reads '1, 2', while `\\boxed{1}, then \\boxed{2}` reads '2';
-    2. unless a final-answer statement follows the last box ('Final Answer: The final answer is $7$', 'the
-       answer is \\(7\\)'): a math span or a number after the last marker overrides the box before it;
+    2. unless a final-answer statement follows the last box ('Final Answer: The final answer is $7$', 'final
+       answer: \\(7\\)'): a math span or a number after it overrides the box ('we check the answer: ...' does not);
     3. no box: the statement after the last marker ('####', 'final answer', 'answer is', 'answer:'): its first
        math span, else the rest of its line or sentence;
     4. no marker: the last number in the text, unless it sits inside an expression (`\\frac{10}{9}`, a matrix,
@@ -200,7 +201,7 @@ def extract_answer(text):
     if not isinstance(text, str) or len(text) > MAX_COMPLETION_CHARS:
         return None
     run = _box_run(text)
-    marker = _last_marker(text, run[-1][1] if run else 0)
+    marker = _last_marker(text, run[-1][1] if run else 0, final_only=bool(run))
     if marker >= 0:
         rest = text[marker:]
         stated = _statement(rest)
@@ -522,7 +523,10 @@ class _Parser:
             k = ops.index("~")
             if named and k == 0:  # x \approx 0.333 is x = 0.333
                 return ("eq", parts[0], parts[-1], True)
-            return ("approx", _equation(parts[:k + 1], named), parts[-1])
+            exact = _equation(parts[:k + 1], named) if k else parts[0]
+            if _is_expr(exact) and exact.free_symbols:
+                raise ParseError("\\approx after an expression in a variable")  # 2x \approx 0.3 is not 0.3
+            return ("approx", exact, parts[-1])
         if set(ops) == {"="}:
             return _equation(parts, named)
         if "in" in ops or "~" in ops or any(not _is_expr(p) for p in parts):
@@ -923,10 +927,10 @@ def _linear(d):
 
 def _equation(parts, named):
     """A chain p0 = p1 = ... : `x = 2 + 3 = 5` is x = 5 (the last right-hand side), `2 + 3 = 5` (a computation,
-    no variable on the left) is 5, `2x + 4y = 3` stays an equation."""
+    no variable in it) is 5, `2x + 4y = 3` and `0 = x^2 - 4` stay equations."""
     if named:
         return ("eq", parts[0], parts[-1], True)
-    if len(parts) > 2 or not _expr(parts[0]).free_symbols:
+    if len(parts) > 2 or not (_expr(parts[0]).free_symbols or _expr(parts[1]).free_symbols):
         return parts[-1]
     return ("eq", parts[0], _expr(parts[1]), False)
 

@@ -282,17 +282,20 @@ KINDS = {
     "prose_after_box": [
         ("7", "So \\boxed{5}. Wait, that is wrong.\nFinal Answer: The final answer is $7$. I hope it is correct.", True),
         ("7", "\\boxed{5}\nFinal answer: \\(7\\)", True),
-        (r"\frac12", r"We get \boxed{0.4}. Rechecking, the answer is $\frac{1}{2}$.", True),
+        (r"\frac12", r"We get \boxed{0.4}. Rechecking, the final answer is $\frac{1}{2}$.", True),
         ("12", r"\boxed{12}. The final answer is 12", True),
         ("12", "\\boxed{12}\n\nThe answer is $12$.", True),
         ("12", r"\boxed{12}. I hope my answer is correct.", True),  # no answer in the prose: the box stands
         ("12", r"\boxed{12}. Let me verify the answer: 3 \cdot 4 = 12.", True),
         ("3", r"The answer is $\boxed{3}$.", True),
+        ("901", r"so $\boxed{901}$. We can check our answer: $10 \cdot 901 = 9010 \equiv 1$.", True),
+        ("901", r"so $\boxed{901}$. Checking, the answer is $900 + 1$, as claimed.", True),  # only 'final answer' overrides
+        ("1", r"so $\boxed{901}$. We can check our answer: $10 \cdot 901 = 9010 \equiv 1$.", False),
         ("7", "Final Answer: The final answer is $7$. I hope it is correct.", True),
         (r"\frac{1}{2}", r"Final Answer: \(\frac{1}{2}\)", True),
         ("5", "So \\boxed{5}. Wait, that is wrong.\nFinal Answer: The final answer is $7$. I hope it is correct.", False),
         ("5", "\\boxed{5}\nFinal answer: \\(7\\)", False),
-        ("0.4", r"We get \boxed{0.4}. Rechecking, the answer is $\frac{1}{2}$.", False),
+        ("0.4", r"We get \boxed{0.4}. Rechecking, the final answer is $\frac{1}{2}$.", False),
         ("7", "Final Answer: The final answer is $8$. I hope it is correct.", False),
         ("13", r"\boxed{12}. The final answer is 12", False),
         (r"\frac{1}{2}", r"Final Answer: \(\frac{1}{3}\)", False),
