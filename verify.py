@@ -134,8 +134,8 @@ def _box_run(text):
 _RE_BOX_JOIN = re.compile(r"(?:\s|\$|[,;]|\\[()\[\]]|\\q?quad|\\text\s*\{\s*(?:and|or|,)?\s*\}|\band\b|\bor\b"
                           r"|\b[A-Za-z](?:_\{?\w+\}?)?\s*=)*")
 _RE_MARKER_AT = re.compile(r"answer(\s+is\b|\s*:)?\s*:?")  # at a lower-cased 'answer'
-_RE_MATH_SPAN = re.compile(r"\$\$(.{1,1000}?)\$\$|\\\[(.{1,1000}?)\\\]|\\\((.{1,1000}?)\\\)|(?<!\\)\$([^$\n]{1,1000}?)(?<!\\)\$",
-                           re.DOTALL)
+_RE_MATH_SPAN = re.compile(r"\$\$(.{1,1000}?)\$\$|\\\[(.{1,1000}?)\\\]|\\\((.{1,1000}?)\\\)"  # $$ $$, \[ \], \( \)
+                           r"|(?<!\\)\$([^$\n]{1,1000}?)(?<!\\)\$", re.DOTALL)  # $ $ on one line
 _NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 
 
@@ -146,7 +146,7 @@ def last_boxed(text):
 
 
 def _joined(run):
-    """The contents of a run of boxes as one answer; a box repeated word for word counts once (`\\boxed{7} \\boxed{7}`)."""
+    """The contents of a run of boxes as one answer; a box repeated word for word counts once."""
     return ", ".join(dict.fromkeys(c.strip() for _, _, c in run)) if run else None
 
 
@@ -291,7 +291,8 @@ _RE_SUBS = [(re.compile(p), r) for p, r in [
     (r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|big|Big|bigg|Bigg)(?![A-Za-z])", ""),
     (r"\\displaystyle|\\limits", ""),
     (r"\\[dtc]frac(?![A-Za-z])", r"\\frac"), (r"\\[dt]binom(?![A-Za-z])", r"\\binom"),
-    (r"(\d),\\!\s*(?=\d)", r"\1"), (r"(\d)\s*(?:\{\s*,\s*\}|\\,)\s*(?=\d\d\d(?!\d))", r"\1"),  # 10,\!080 10{,}080 14 {, }916
+    (r"(\d),\\!\s*(?=\d)", r"\1"),  # 10,\!080
+    (r"(\d)\s*(?:\{\s*,\s*\}|\\,)\s*(?=\d\d\d(?!\d))", r"\1"),  # 10{,}080 14 {, }916 10\,080
     (r"\\(?:text|mbox)\s*\{\s*,?\s*(?:and|or)\s*\}", ","), (r"\s+(?:and|or)\s+", ","), (r";", ","),
     (r"(?<=[\d)\]}])\s*(?:and|or)\s*(?=[-\d(\[{\\])", ","),  # (11,7)or(7,11)
     (r"(?<!\\)\\[()\[\]]", ""), (r"\\colon(?![A-Za-z])", ":"),  # \( \) \[ \] math delimiters
@@ -1433,7 +1434,8 @@ def _on_alarm(signum, frame):
 
 def _gold_text(gold):
     """A gold answer as text: a string as it is; a number (AMC23 stores 27.0) as its value, 27.0 -> '27', 0.5 ->
-    '0.5', 1e-05 -> '0.00001'. bool is refused: True is a data error, not the number 1; a yes/no answer is the string 'yes'."""
+    '0.5', 1e-05 -> '0.00001'. bool is refused: True is a data error, not the number 1 (a yes/no answer is the
+    string 'yes')."""
     if isinstance(gold, str):
         return gold
     if isinstance(gold, bool) or not isinstance(gold, numbers.Real):

@@ -158,7 +158,7 @@ KIND_NOTES = {
     ("0.333", "\\frac13 \\approx 0.333"): "the gold is a decimal: verify.py also reads the rounded value after "
                                            "\\approx, math-verify only the exact one",
     ("6.28", "2\\pi \\approx 6.28"): "the gold is a decimal: verify.py also reads the rounded value after \\approx, "
-                                      "math-verify only the exact one (2pi is 6.2832, off by 5e-4)",
+                                      "math-verify only the exact one (6.28 is 2pi to 5e-4)",
     ("\\frac{22}{7}", "\\frac{22}{7} \\simeq 3.14"): "math-verify reads the value after \\simeq (3.14), not 22/7",
     ("5", "x + y = 5"): "stricter: math-verify takes the right side of any equation; verify.py only after a name or "
                         "label (x + y = 5 does not say what x is)",
@@ -171,7 +171,7 @@ KIND_NOTES = {
     ("\\begin{pmatrix}a&b\\\\c&d\\end{pmatrix}", "\\left[\\begin{array}{cc}a&b\\\\c&d\\end{array}\\right]"):
         "math-verify does not match matrices of symbols across environments (pmatrix vs bmatrix fails too)",
     ("\\begin{pmatrix}2&-1\\\\1&3\\end{pmatrix}",
-     "\\left[ \\begin{array}{c|c} 2 & -1 \\\\ 1 & 3 \\end{array} \\right]"):
+     "\\left[\\begin{array}{c|c}2 & -1\\\\1 & 3\\end{array}\\right]"):
         "math-verify does not parse an array whose column spec has a rule (c|c)",
     ("1234567", "1 {,} 234 {,} 567"): "math-verify reads {,} only without spaces around it",
     ("14\\,916", "14916"): "math-verify does not read \\, as a thousands separator",
@@ -185,10 +185,10 @@ KIND_NOTES = {
         "math-verify's plain \\boxed{.+} pattern spans both boxes; verify.py reads the last box",
     ("(1,2)", "$\\boxed{1}$, $\\boxed{2}$"): "stricter: math-verify lets a set of boxes match a tuple; an ordered "
                                              "pair is not a list of solutions",
-    ("7", "\\boxed{5}\nFinal answer: \\(7\\)"): "math-verify ranks a box above 'answer:'; verify.py reads the "
-                                                  "statement that comes last",
-    ("5", "\\boxed{5}\nFinal answer: \\(7\\)"): "math-verify ranks a box above 'answer:'; verify.py reads the "
-                                                  "statement that comes last",
+    ("7", "\\boxed{5}\nFinal answer: \\(7\\)"): "math-verify reads 'Final answer:' (no 'is') as 'answer:', "
+                                                  "ranked below a box; verify.py reads it after the box",
+    ("5", "\\boxed{5}\nFinal answer: \\(7\\)"): "math-verify reads 'Final answer:' (no 'is') as 'answer:', "
+                                                  "ranked below a box; verify.py reads it after the box",
     ("(-\\infty, 5)", "so $x < 5$"): "math-verify does not compare a predicted inequality with an interval",
     ("5", "so x < 5"): "stricter: math-verify takes the last number; verify.py does not take a number out of an "
                        "inequality",

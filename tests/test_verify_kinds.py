@@ -9,6 +9,7 @@ import pytest
 from test_verify import boxed
 from verify import extract_answer, verify
 
+WRONG_THEN_FINAL = "So \\boxed{5}. Wait, that is wrong.\nFinal Answer: The final answer is $7$. I hope it is correct."
 # kind -> [(gold answer, model answer, equivalent?)]; for the kinds in WHOLE the model answer is a whole completion,
 # for the others it is put in a box by completion()
 KINDS = {
@@ -184,7 +185,7 @@ KINDS = {
         (r"\begin{pmatrix}1\\2\\3\end{pmatrix}", r"\left(\begin{array}{c}1\\2\\3\end{array}\right)", True),
         (r"\begin{pmatrix}1\\2\\3\end{pmatrix}", r"\left[\begin{array}{c}1\\2\\3\end{array}\right]", True),
         (r"\begin{pmatrix}a&b\\c&d\end{pmatrix}", r"\left[\begin{array}{cc}a&b\\c&d\end{array}\right]", True),
-        (r"\begin{pmatrix}2&-1\\1&3\end{pmatrix}", r"\left[ \begin{array}{c|c} 2 & -1 \\ 1 & 3 \end{array} \right]", True),
+        (r"\begin{pmatrix}2&-1\\1&3\end{pmatrix}", r"\left[\begin{array}{c|c}2 & -1\\1 & 3\end{array}\right]", True),
         (r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", r"\left[\begin{array}{cc}1&2\\4&3\end{array}\right]", False),
         (r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", r"\left[\begin{array}{cc}1&3\\2&4\end{array}\right]", False),
         (r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", r"\left[\begin{array}{cccc}1&2&3&4\end{array}\right]", False),
@@ -279,8 +280,8 @@ KINDS = {
         ("5", r"\boxed{5} \text{ or } \boxed{-5}", False),
         ("(1,2)", r"$\boxed{1}$, $\boxed{2}$", False),  # a list is not a tuple
     ],
-    "prose_after_box": [
-        ("7", "So \\boxed{5}. Wait, that is wrong.\nFinal Answer: The final answer is $7$. I hope it is correct.", True),
+    "prose_after_box": [  # WRONG_THEN_FINAL: a box, then a Minerva-style final-answer line
+        ("7", WRONG_THEN_FINAL, True),
         ("7", "\\boxed{5}\nFinal answer: \\(7\\)", True),
         (r"\frac12", r"We get \boxed{0.4}. Rechecking, the final answer is $\frac{1}{2}$.", True),
         ("12", r"\boxed{12}. The final answer is 12", True),
@@ -289,11 +290,11 @@ KINDS = {
         ("12", r"\boxed{12}. Let me verify the answer: 3 \cdot 4 = 12.", True),
         ("3", r"The answer is $\boxed{3}$.", True),
         ("901", r"so $\boxed{901}$. We can check our answer: $10 \cdot 901 = 9010 \equiv 1$.", True),
-        ("901", r"so $\boxed{901}$. Checking, the answer is $900 + 1$, as claimed.", True),  # only 'final answer' overrides
+        ("901", r"so $\boxed{901}$. Checking, the answer is $900 + 1$, as claimed.", True),  # not 'final answer' 
         ("1", r"so $\boxed{901}$. We can check our answer: $10 \cdot 901 = 9010 \equiv 1$.", False),
         ("7", "Final Answer: The final answer is $7$. I hope it is correct.", True),
         (r"\frac{1}{2}", r"Final Answer: \(\frac{1}{2}\)", True),
-        ("5", "So \\boxed{5}. Wait, that is wrong.\nFinal Answer: The final answer is $7$. I hope it is correct.", False),
+        ("5", WRONG_THEN_FINAL, False),
         ("5", "\\boxed{5}\nFinal answer: \\(7\\)", False),
         ("0.4", r"We get \boxed{0.4}. Rechecking, the final answer is $\frac{1}{2}$.", False),
         ("7", "Final Answer: The final answer is $8$. I hope it is correct.", False),
