@@ -302,7 +302,7 @@ _RE_SUBS = [(re.compile(p), r) for p, r in [
     (r"\\simeq(?![A-Za-z])", r"\\approx "), (r"^\s*(?:=|\\approx(?![A-Za-z]))", ""), (r",(?:\s*,)+", ","),
     (r"\b(?:np|math|sympy)\.", ""),
 ]]
-_RE_PERCENT = re.compile(r"\\?%|(?<=[\d}\s])\s*\b(?:percent|per\s+cent|pct)\b\.?")  # 28%, 28 percent
+_RE_PERCENT = re.compile(r"\\?%|(?<=[\d{}\s])\s*\b(?:percent|per\s+cent|pct)\b\.?")  # 28%, 28 percent
 _RE_REPEATING = re.compile(r"(\d*)\.(\d*)\\overline\s*\{(\d+)\}")
 _RE_THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 

@@ -145,16 +145,20 @@ def boxed(answer):
 
 # why verify.py and math-verify 0.9.0 differ on a case of the kind table; "stricter" marks a deliberate difference
 # where verify.py rejects what math-verify accepts (a false positive costs more than a false negative in RL)
+_UP_TO_SIGN = "math-verify compares inequalities only up to sign, not up to a positive factor"
+_MULTIPLICITY = "stricter: math-verify makes lists sets; a repeat in the gold answer is a multiplicity"
+_BOXED_SPAN = "math-verify's plain \\boxed{.+} pattern spans both boxes; verify.py reads the last box"
+_FINAL_COLON = "math-verify ranks 'Final answer:' (no 'is') below a box; verify.py reads it after the box"
 KIND_NOTES = {
     ("40\\%", "40 percent."): "math-verify does not read the percent word before a full stop",
-    ("x < 1", "2x < 2"): "math-verify compares inequalities only up to sign, not up to a positive factor",
-    ("2x < 2", "x < 1"): "math-verify compares inequalities only up to sign, not up to a positive factor",
-    ("x < 1", "-2x > -2"): "math-verify compares inequalities only up to sign, not up to a positive factor",
-    ("x \\ge 3", "3x - 9 \\ge 0"): "math-verify compares inequalities only up to sign, not up to a positive factor",
+    ("x < 1", "2x < 2"): _UP_TO_SIGN,
+    ("2x < 2", "x < 1"): _UP_TO_SIGN,
+    ("x < 1", "-2x > -2"): _UP_TO_SIGN,
+    ("x \\ge 3", "3x - 9 \\ge 0"): _UP_TO_SIGN,
     ("(-\\infty, 1)", "2x < 2"): "math-verify turns x < 1 into an interval, not 2x < 2",
-    ("x > -\\frac{1}{2}", "4x + 2 > 0"): "math-verify compares inequalities only up to sign, not up to a factor",
+    ("x > -\\frac{1}{2}", "4x + 2 > 0"): _UP_TO_SIGN,
     ("-1 < x < 2", "-2 < 2x < 4"): "math-verify compares the two chains part by part, not as intervals of x",
-    ("x + y < 1", "2x + 2y < 2"): "math-verify compares inequalities only up to sign, not up to a positive factor",
+    ("x + y < 1", "2x + 2y < 2"): _UP_TO_SIGN,
     ("0.333", "\\frac13 \\approx 0.333"): "the gold is a decimal: verify.py also reads the rounded value after "
                                            "\\approx, math-verify only the exact one",
     ("6.28", "2\\pi \\approx 6.28"): "the gold is a decimal: verify.py also reads the rounded value after \\approx, "
@@ -175,20 +179,14 @@ KIND_NOTES = {
         "math-verify does not parse an array whose column spec has a rule (c|c)",
     ("1234567", "1 {,} 234 {,} 567"): "math-verify reads {,} only without spaces around it",
     ("14\\,916", "14916"): "math-verify does not read \\, as a thousands separator",
-    ("2, 2", "2"): "stricter: math-verify makes lists sets; verify.py reads a repeat in the gold answer as a "
-                   "multiplicity",
-    ("1, 2, 2", "1, 2"): "stricter: math-verify makes lists sets; verify.py reads a repeat in the gold answer as a "
-                         "multiplicity",
-    ("2", "First guess \\boxed{1}. Checking again, the answer is \\boxed{2}."):
-        "math-verify's plain \\boxed{.+} pattern spans both boxes; verify.py reads the last box",
-    ("7", "I first got \\boxed{5}, but that fails; it is \\boxed{7}."):
-        "math-verify's plain \\boxed{.+} pattern spans both boxes; verify.py reads the last box",
+    ("2, 2", "2"): _MULTIPLICITY,
+    ("1, 2, 2", "1, 2"): _MULTIPLICITY,
+    ("2", "First guess \\boxed{1}. Checking again, the answer is \\boxed{2}."): _BOXED_SPAN,
+    ("7", "I first got \\boxed{5}, but that fails; it is \\boxed{7}."): _BOXED_SPAN,
     ("(1,2)", "$\\boxed{1}$, $\\boxed{2}$"): "stricter: math-verify lets a set of boxes match a tuple; an ordered "
                                              "pair is not a list of solutions",
-    ("7", "\\boxed{5}\nFinal answer: \\(7\\)"): "math-verify reads 'Final answer:' (no 'is') as 'answer:', "
-                                                  "ranked below a box; verify.py reads it after the box",
-    ("5", "\\boxed{5}\nFinal answer: \\(7\\)"): "math-verify reads 'Final answer:' (no 'is') as 'answer:', "
-                                                  "ranked below a box; verify.py reads it after the box",
+    ("7", "\\boxed{5}\nFinal answer: \\(7\\)"): _FINAL_COLON,
+    ("5", "\\boxed{5}\nFinal answer: \\(7\\)"): _FINAL_COLON,
     ("(-\\infty, 5)", "so $x < 5$"): "math-verify does not compare a predicted inequality with an interval",
     ("5", "so x < 5"): "stricter: math-verify takes the last number; verify.py does not take a number out of an "
                        "inequality",

@@ -17,6 +17,7 @@ KINDS = {
         (r"28\%", "28 percent", True),
         (r"28\%", "28 per cent", True),
         (r"28\%", r"28 \text{ percent}", True),
+        ("0.28", r"28\text{percent}", True),
         ("28 percent", r"28\%", True),
         ("0.28", "28 percent", True),
         ("28", "28 percent", True),
