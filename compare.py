@@ -11,7 +11,8 @@ fraction per stage and grad norm over steps.
 Each run writes <out_dir>/<method>-s<seed>/ (with --base_seeds: <out_dir>/b<base_seed>/<method>-s<seed>/); an existing
 summary.json is reused, so an interrupted comparison continues where it stopped. Without --base_seeds every run starts
 from the config's own base model; --base_seeds trains each of those base models here (init_from=scratch with that
-base_seed, cached by ghpo.py). --jobs runs that many processes at once (each with threads = cores / jobs). The first
+base_seed, cached by ghpo.py). --jobs runs that many processes at once, each with --threads (default cores / jobs)
+torch threads. The first
 run of each base model trains it if needed and prints its probes; the other runs start from it and skip the probes.
 """
 import json
@@ -107,7 +108,7 @@ def report(results, methods, base_before):
 
 
 def main(argv):
-    methods, seeds, base_seeds, jobs, out_dir, passed = ["ghpo", "grpo"], [0, 1, 2], None, 1, "out/compare", []
+    methods, seeds, base_seeds, jobs, out_dir, threads, passed = ["ghpo", "grpo"], [0, 1, 2], None, 1, "out/compare", 0, []
     for arg in argv:
         if arg.startswith("--methods="):
             methods = arg.split("=", 1)[1].split(",")
@@ -119,17 +120,19 @@ def main(argv):
             jobs = int(arg.split("=", 1)[1])
         elif arg.startswith("--out_dir="):
             out_dir = arg.split("=", 1)[1]
+        elif arg.startswith("--threads="):
+            threads = int(arg.split("=", 1)[1])
         else:
             passed.append(arg)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     bases = base_seeds if base_seeds is not None else [None]  # None: the config's own base model
     runs = [(b, m, s, os.path.join(out_dir, *([f"b{b}"] if b is not None else []), f"{m}-s{s}"))
-            for b in bases for m in methods for s in seeds]
+            for b in bases for s in seeds for m in methods]  # seed-major: an interrupted comparison stays paired
     # --base_seeds trains those base models here from scratch, even when the config starts from a shipped one
     args = lambda b: passed + ([f"--base_seed={b}", "--init_from=scratch"] if b is not None else [])
     firsts = [next(r for r in runs if r[0] == b) for b in bases]
     for b, m, s, d in firsts:  # trains and caches each base model, and prints its probes
-        run(args(b), d, m, s, os.cpu_count() or 1)
+        run(args(b), d, m, s, threads * jobs)
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(lambda r: run(args(r[0]) + ["--probe_per_level=0"], r[3], r[1], r[2], threads),
                       [r for r in runs if r not in firsts]))

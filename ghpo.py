@@ -522,6 +522,8 @@ def main(argv):
         summary["eval_before"] = evaluate(sampler(), tok, eval_sets, stop_ids)
     columns = [c for c in columns if c in summary["eval_before"]]
     print_table("eval before RL (no hints)", {"base": summary["eval_before"]}, columns)
+    if master and task == "arith":
+        demo_base.check_recorded(base_folder, summary["eval_before"])  # a shipped base: is it the measured model?
     if probe_per_level and task == "arith" and not state:
         probed = sampler()
         summary["hint_probe"] = hint_probe(probed, tok, eval_sets, stop_ids)

@@ -1,16 +1,29 @@
 """
 Answer extraction and equivalence checking for math RL rewards, safe on hostile model output.
 
-    extract_answer(text) -> str | None     the last \\boxed{...} (or \\fbox, GSM8K's '#### x', then a fallback)
-    verify(completion, gold) -> bool       is the completion's answer equivalent to the gold answer? never raises
+    extract_answer(text) -> str | None     the completion's final answer (the extraction contract below)
+    verify(completion, gold) -> bool       is the completion's answer equivalent to the gold answer (str, int, float)?
     gold_answer(row, dataset) -> str|None  a dataset row's gold answer, None when empty or unparseable
     is_parseable(answer) -> bool           can verify() score against this gold answer?
 
+The extraction contract (extract_answer): the answer is the last complete \\boxed{} (or \\fbox{}); boxes just
+before it that only separators divide from it (commas, 'and', 'or', spaces, $, `x =`) join it as one list
+(`$\\boxed{1}$ and $\\boxed{2}$` is '1, 2'; `\\boxed{1}, then \\boxed{2}` is '2'). A final-answer statement after
+the last box ('Final Answer: The final answer is $7$') overrides it when it states a math span or a number
+('check the answer: $...$' is no such statement). With no
+box: the statement after the last 'final answer' / 'answer is' / 'answer:' / '####' (its first math span, else the
+rest of the line or sentence); with no marker either, the last number, unless it sits inside an expression
+(`\\frac{10}{9}`, a matrix, `x < 5`): then the $...$ / \\(...\\) / \\[...\\] span that holds it, or None.
+
 How two answers are compared (verify): both are normalised (\\dfrac, \\left/\\right, \\text{}, units, degrees, $,
-percent, thousands separators, trailing dots), then compared as strings; if that fails, each is parsed into a value
-and the values are compared. A value is a sympy expression or a structure of them: a tuple or interval (ordered,
-brackets matter), a set or a bare comma list (unordered), a union of intervals (unordered), a matrix (element by
-element), an equation, an inequality or a text answer. `x = 5` compares as `5`, `1 \\pm 2` as the set {3, -1}.
+percent signs and words, thousands separators, trailing dots), then compared as strings; if that fails, each is parsed
+into a value and the values are compared. A value is a sympy expression or a structure of them: a tuple or interval
+(ordered, brackets matter), a set or a bare comma list (unordered; a repeat in the answer is dropped unless the gold
+answer repeats too), a union of intervals (unordered), a matrix (element by element), a ratio (a:b is a/b; ratios
+compare when proportional), an equation (the same up to a constant factor), an inequality (a linear one in one
+variable is its interval; others the same up to a positive factor), or a text answer. A name or label on the left
+is dropped: `x = 5`, `(p, q) = (3, 2)`, `|AB| = 1`, `V_1:V_2 = 11:21` compare as their right sides, and a chain
+`x = 2 + 3 = 5` as its last; `1 \\pm 2` and `\\pm 2` are sets; `a \\approx b` is a (and b too for a decimal gold).
 Two expressions are equal when sympy builds the same object, or else when they agree numerically: constants are
 evaluated with mpmath at 40 digits; expressions with variables are evaluated at 4 fixed pseudo-random points
 (a probabilistic identity test, never simplify()). Relative tolerances: 1e-4 when the gold answer is written as a
@@ -24,7 +37,9 @@ Every verify() call has a deadline checked by the parser and the evaluator (thre
 SIGALRM timer backs it up in case a single sympy call runs long.
 """
 import cmath
+import decimal
 import math
+import numbers
 import random
 import re
 import signal
@@ -84,50 +99,133 @@ def _braced(text, i):
     return None
 
 
-def last_boxed(text):
-    """Content of the last complete \\boxed{...} / \\fbox{...} (or `\\boxed 5`) in text, else None."""
-    end = len(text)
-    for _ in range(3):  # an unclosed last box (a truncated generation): fall back to the box before it
+def _box_at(text, j):
+    """(content, end) of the box whose command ends at text[j]: `{...}` brace-matched, or `\\boxed 5`; else None."""
+    if text.startswith("{", j):
+        content = _braced(text, j)
+        return (content, j + len(content) + 2) if content is not None else None
+    m = re.match(r" +([^\s$]+)", text[j:j + MAX_ANSWER_CHARS])
+    return (m.group(1), j + m.end()) if m else None
+
+
+def _box_run(text):
+    """[(start, end, content)] of the last complete box and the boxes just before it that only separators divide
+    from it, in order; [] when there is no complete box. Scans backwards, so a flood of boxes costs little."""
+    run, end, incomplete = [], len(text), 0
+    while len(run) < MAX_ITEMS:
         i, cmd = max((text.rfind(c, 0, end), c) for c in _BOX_COMMANDS)
         if i < 0:
-            return None
-        j = i + len(cmd)
-        if text.startswith("{", j):
-            content = _braced(text, j)
-        elif j < len(text) and text[j] == " ":  # \boxed 5
-            m = re.match(r" +([^\s$]+)", text[j:j + MAX_ANSWER_CHARS])
-            content = m.group(1) if m else None
-        else:
-            content = None
-        if content is not None:
-            return content
-        end = i
-    return None
+            break
+        box, end = _box_at(text, i + len(cmd)), i
+        if box is None:  # an unclosed box (a truncated generation): fall back to the boxes before it
+            incomplete += 1
+            if run or incomplete >= 3:
+                break
+            continue
+        between = text[box[1]:run[0][0]] if run and box[1] <= run[0][0] else None
+        if run and (between is None or len(between) > 40 or not _RE_BOX_JOIN.fullmatch(between)):
+            break  # a box around the run (\boxed{\boxed{5}}), or words between: not one answer
+        run.insert(0, (i, box[1], box[0]))
+    return run
 
 
+# between two boxes of one answer: spaces, math delimiters, commas, 'and', 'or', \quad, a name and '=' (`$x = \boxed{1}$
+# or $x = \boxed{2}$`); any other word ends the run
+_RE_BOX_JOIN = re.compile(r"(?:\s|\$|[,;]|\\[()\[\]]|\\q?quad|\\text\s*\{\s*(?:and|or|,)?\s*\}|\band\b|\bor\b"
+                          r"|\b[A-Za-z](?:_\{?\w+\}?)?\s*=)*")
+_RE_MARKER_AT = re.compile(r"answer(\s+is\b|\s*:)?\s*:?")  # at a lower-cased 'answer'
+_RE_MATH_SPAN = re.compile(r"\$\$(.{1,1000}?)\$\$|\\\[(.{1,1000}?)\\\]|\\\((.{1,1000}?)\\\)"  # $$ $$, \[ \], \( \)
+                           r"|(?<!\\)\$([^$\n]{1,1000}?)(?<!\\)\$", re.DOTALL)  # $ $ on one line
 _NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+
+
+def last_boxed(text):
+    """The answer in the boxes of text: the last complete \\boxed{...} (or \\fbox), joined with the boxes just before
+    it that only separators divide from it (`$\\boxed{1}$, $\\boxed{2}$` is '1, 2'); None without a complete box."""
+    return _joined(_box_run(text))
+
+
+def _joined(run):
+    """The contents of a run of boxes as one answer; a box repeated word for word counts once."""
+    return ", ".join(dict.fromkeys(c.strip() for _, _, c in run)) if run else None
+
+
+def _statement(rest):
+    """The answer stated at the start of `rest` (what follows 'answer is'): its first math span when it opens with
+    one, else the text up to the end of the line or sentence."""
+    rest = rest.lstrip()
+    span = _RE_MATH_SPAN.match(rest)
+    if span:
+        return next(g for g in span.groups() if g is not None).strip()
+    rest = re.split(r"\.\s|\n", rest)[0].strip().strip("$ .:")
+    return rest if rest and len(rest) <= MAX_ANSWER_CHARS else None
+
+
+def _last_marker(text, start, final_only):
+    """Where the statement after the last answer marker in text[start:] begins ('####', 'final answer', 'answer
+    is', 'answer:', any case; only 'final answer' when final_only), or -1."""
+    best = -1 if final_only or text.rfind("####", start) < 0 else text.rfind("####", start) + 4
+    low, end = text.lower(), len(text)
+    while True:
+        i = low.rfind("answer", start, end)
+        if i < 0 or i < best:
+            return best
+        m = _RE_MARKER_AT.match(low, i)
+        final = low[max(0, i - 20):i].rstrip().endswith("final")
+        if final or m.group(1) and not final_only:
+            return max(best, m.end())
+        end = i
+
+
+def _last_match(pattern, text, start):
+    m = None
+    for m in pattern.finditer(text, start):
+        pass
+    return m
 
 
 def extract_answer(text):
     """
-    The final answer in a completion: the last \\boxed{...} (or \\fbox); else the text after GSM8K's last '####'
-    up to the end of its line; else (fallback) what follows the last 'answer is' / 'answer:' up to the end of the
-    line or sentence; else the last number in the text. None when there is nothing, or the text is over the limit.
+    The final answer in a completion (the extraction contract):
+    1. the boxes: the last complete \\boxed{...} (or \\fbox), together with the boxes just before it when only
+       separators (commas, 'and', 'or', spaces, math delimiters) stand between them: `$\\boxed{1}$ and
+       $\\boxed{2}$` reads '1, 2', while `\\boxed{1}, then \\boxed{2}` reads '2';
+    2. unless a final-answer statement follows the last box ('Final Answer: The final answer is $7$', 'final
+       answer: \\(7\\)'): a math span or a number after it overrides the box ('we check the answer: ...' does not);
+    3. no box: the statement after the last marker ('####', 'final answer', 'answer is', 'answer:'): its first
+       math span, else the rest of its line or sentence;
+    4. no marker: the last number in the text, unless it sits inside an expression (`\\frac{10}{9}`, a matrix,
+       `x < 5`): then the math span ($...$, \\(...\\), \\[...\\]) that holds it, or None.
+    None when there is nothing, or the text is over MAX_COMPLETION_CHARS.
     """
     if not isinstance(text, str) or len(text) > MAX_COMPLETION_CHARS:
         return None
-    boxed = last_boxed(text)
-    if boxed is not None:
-        return boxed.strip() or None
-    for marker in ("####", "answer is", "answer:", "Answer:", "Answer is"):
-        i = text.rfind(marker)
-        if i >= 0:
-            rest = text[i + len(marker):].strip().split("\n")[0]
-            rest = re.split(r"\.\s", rest)[0].strip().strip("$ .:")
-            if rest and len(rest) <= MAX_ANSWER_CHARS:
-                return rest
-    numbers = _NUMBER_RE.findall(text)
-    return numbers[-1].rstrip(",") if numbers else None
+    run = _box_run(text)
+    marker = _last_marker(text, run[-1][1] if run else 0, final_only=bool(run))
+    if marker >= 0:
+        rest = text[marker:]
+        stated = _statement(rest)
+        if stated and (not run or _RE_MATH_SPAN.match(rest.lstrip()) or _NUMBER_RE.fullmatch(stated)):
+            return stated
+    if run:
+        return _joined(run).strip() or None
+    last = None
+    for lo in (len(text) - 4096, 0):  # the tail first: a long text costs little
+        last = _last_match(_NUMBER_RE, text, max(lo, 0))
+        if last is not None and (lo <= 0 or last.start() > lo):
+            break
+    if last is None:
+        return None
+    lo = max(0, last.start() - 2 * MAX_ANSWER_CHARS)  # from a line start: $ pairs are read in order
+    lo = text.find("\n", lo, last.start()) + 1 or lo
+    spans = [s for s in _RE_MATH_SPAN.finditer(text, lo, last.end() + MAX_ANSWER_CHARS)
+             if s.start() < last.start() and last.end() <= s.end()]
+    if spans:
+        return next(g for g in spans[-1].groups() if g is not None).strip() or None
+    before, after = text[lo:last.start()].rstrip()[-1:], text[last.end():last.end() + 50].lstrip()[:1]
+    if before in ("{", "^", "_", "/", "<", ">", "&", "\\") or after in ("}", "^", "_", "/", "&", "\\", "<", ">"):
+        return None  # a piece of an expression outside any math span
+    return last.group().rstrip(",")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -193,15 +291,18 @@ _RE_SUBS = [(re.compile(p), r) for p, r in [
     (r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|big|Big|bigg|Bigg)(?![A-Za-z])", ""),
     (r"\\displaystyle|\\limits", ""),
     (r"\\[dtc]frac(?![A-Za-z])", r"\\frac"), (r"\\[dt]binom(?![A-Za-z])", r"\\binom"),
-    (r"(\d),\\!\s*(?=\d)", r"\1"), (r"(\d)(?:\{,\}|\\,)(?=\d\d\d)", r"\1"),  # 10,\!080 10{,}080 10\,080
+    (r"(\d),\\!\s*(?=\d)", r"\1"),  # 10,\!080
+    (r"(\d)\s*(?:\{\s*,\s*\}|\\,)\s*(?=\d\d\d(?!\d))", r"\1"),  # 10{,}080 14 {, }916 10\,080
     (r"\\(?:text|mbox)\s*\{\s*,?\s*(?:and|or)\s*\}", ","), (r"\s+(?:and|or)\s+", ","), (r";", ","),
+    (r"(?<=[\d)\]}])\s*(?:and|or)\s*(?=[-\d(\[{\\])", ","),  # (11,7)or(7,11)
+    (r"(?<!\\)\\[()\[\]]", ""), (r"\\colon(?![A-Za-z])", ":"),  # \( \) \[ \] math delimiters
     (r"\\phantom\s*(?:\{[^{}]*\}|.)", ""),
     (r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\\degree", ""),
     (r"\\q?quad(?![A-Za-z])|(?<!\\)\\[,;:! ]|~", " "),
-    (r"\\approx|\\simeq", "="), (r"^\s*=", ""), (r",(?:\s*,)+", ","),
+    (r"\\simeq(?![A-Za-z])", r"\\approx "), (r"^\s*(?:=|\\approx(?![A-Za-z]))", ""), (r",(?:\s*,)+", ","),
     (r"\b(?:np|math|sympy)\.", ""),
 ]]
-_RE_PERCENT = re.compile(r"\\?%")
+_RE_PERCENT = re.compile(r"\\?%|(?<=[\d{}\s])\s*\b(?:percent|per\s+cent|pct)\b\.?")  # 28%, 28 percent
 _RE_REPEATING = re.compile(r"(\d*)\.(\d*)\\overline\s*\{(\d+)\}")
 _RE_THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 
@@ -250,7 +351,7 @@ def normalize(answer):
 
 _TOKEN_RE = re.compile(r"\s*(?:(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)"  # number, 4.5e33
                        r"|(\\(?:begin|end)\s*\{[A-Za-z*]+\}|\\[A-Za-z]+|\\.)"  # \begin{pmatrix}, \frac, \{
-                       r"|([A-Za-z]+)|(\*\*|<=|>=|!=|[-+*/^_()\[\]{},=<>!|&']))")
+                       r"|([A-Za-z]+)|(\*\*|<=|>=|!=|[-+*/^_()\[\]{},=<>!|&':]))")
 _FUNCS = {"sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "arccot", "sinh", "cosh", "tanh",
           "log", "ln", "lg", "exp", "sqrt"}
 _WORD_COMMANDS = _FUNCS | {"pi", "infty"}
@@ -308,7 +409,7 @@ _INVERSE_OF = {"\\sin": sympy.asin, "\\cos": sympy.acos, "\\tan": sympy.atan}
 _ACCENTS = {"\\dot", "\\ddot", "\\hat", "\\bar", "\\vec", "\\tilde", "\\overline", "\\widehat", "\\overrightarrow"}
 _RELOPS = {"=": "=", "<": "<", ">": ">", "<=": "<=", ">=": ">=", "!=": "!=", "\\le": "<=", "\\leq": "<=",
            "\\leqslant": "<=", "\\ge": ">=", "\\geq": ">=", "\\geqslant": ">=", "\\lt": "<", "\\gt": ">",
-           "\\ne": "!=", "\\neq": "!=", "\\in": "in"}
+           "\\ne": "!=", "\\neq": "!=", "\\in": "in", "\\approx": "~"}
 _MATRIX_ENVS = {"pmatrix", "bmatrix", "matrix", "Bmatrix", "smallmatrix", "array"}  # not vmatrix: a determinant
 _PRIMARY_CMDS = {"\\frac", "\\sqrt", "\\binom", "\\pi", "\\infty", "\\lfloor", "\\lceil"} | \
     set(_FUNC_OF) | {"\\" + g for g in _GREEK} | _ACCENTS
@@ -409,56 +510,83 @@ class _Parser:
 
     def parse_relation(self):
         start = self.pos
-        parts, ops = [self.parse_union()], []
+        parts, ops = [self.parse_ratio()], []
         lhs_end = self.pos
         while self.peek()[0] in ("op", "cmd") and self.peek()[1] in _RELOPS:
             ops.append(_RELOPS[self.next()[1]])
-            parts.append(self.parse_union())
+            parts.append(self.parse_ratio())
         if not ops:
             return parts[0]
-        named = self._is_name(start, lhs_end)
+        named = self._is_label(start, lhs_end)
         if ops == ["in"] and named:  # x \in [a, b]
             return parts[1]
-        if "in" in ops or any(not _is_expr(p) for p in parts):
+        if "~" in ops and set(ops) <= {"=", "~"}:  # \frac13 \approx 0.333: the exact value, then the rounded one
+            k = ops.index("~")
+            if named and k == 0:  # x \approx 0.333 is x = 0.333
+                return ("eq", parts[0], parts[-1], True)
+            exact = _equation(parts[:k + 1], named) if k else parts[0]
+            if _is_expr(exact) and exact.free_symbols:
+                raise ParseError("\\approx after an expression in a variable")  # 2x \approx 0.3 is not 0.3
+            return ("approx", exact, parts[-1])
+        if set(ops) == {"="}:
+            return _equation(parts, named)
+        if "in" in ops or "~" in ops or any(not _is_expr(p) for p in parts):
             raise ParseError("relation between structures")
-        if ops == ["="]:
-            return ("eq", parts[0], parts[1], named)
         if ops == ["!="]:
             return ("rel", "!=", parts[0] - parts[1])
         if len(ops) == 1:
             return _inequality(parts[0], ops[0], parts[1])
-        if len(ops) == 2 and "=" not in ops and "!=" not in ops and (ops[0][0] == ops[1][0]):
+        if len(ops) == 2 and "!=" not in ops and (ops[0][0] == ops[1][0]):  # 1 < x <= 3, 4 > 2x - 2 > -4
             lo, hi = (parts[0], parts[2]) if ops[0][0] == "<" else (parts[2], parts[0])
             lo_op, hi_op = (ops[0], ops[1]) if ops[0][0] == "<" else (ops[1], ops[0])
-            if isinstance(parts[1], Symbol) and parts[1] not in lo.free_symbols | hi.free_symbols:
+            lin = _linear(parts[1])
+            if lin and not (lo.free_symbols | hi.free_symbols) & {lin[0]}:
+                x, a, b = lin
+                lo, hi = (lo - b) / a, (hi - b) / a
+                if a < 0:
+                    lo, hi, lo_op, hi_op = hi, lo, hi_op, lo_op
                 return ("seq", "(" if lo_op in "<>" else "[", ")" if hi_op in "<>" else "]", [lo, hi])
         raise ParseError("unsupported relation chain")
 
-    def _is_name(self, start, end):
-        """Is toks[start:end] a name such as x, AB, a_1, \\theta, f(x), m_{\\max}, N(n): the left side of `x = 5`."""
-        toks = self.toks[start:end]
-        if not toks or not (toks[0][0] == "letter" or (toks[0][0] == "cmd" and toks[0][1][1:] in _GREEK)):
-            return False
-        i = 1
-        while i < min(len(toks), 3) and toks[i][0] == "letter" and not toks[i][2]:  # AB, ABC (a segment, a word)
-            i += 1
-        if i < len(toks) and toks[i][1] == "_":
-            i += 1
-            if i < len(toks) and toks[i][1] == "{":
-                depth = 0
+    def _is_label(self, start, end):
+        """Is toks[start:end] a name or a label, the left side of `x = 5`: x, AB, a_1, \\theta, f(x), m_{\\max},
+        (p, q), |AB|, V_1:V_2, \\frac{NO}{BO}? Names joined by brackets, commas, bars, ratios and fraction bars;
+        a number only in a subscript or as a function's argument (f(2)); no arithmetic, no powers."""
+        toks, kept, i = self.toks[start:end], [], 0
+        while i < len(toks):  # drop subscripts
+            if toks[i][1] == "_" and toks[i][0] == "op":
+                i, depth = i + 1, 0
                 while i < len(toks):
-                    depth += {"{": 1, "}": -1}.get(toks[i][1], 0)
+                    depth += {"{": 1, "}": -1}.get(toks[i][1], 0) if toks[i][0] == "op" else 0
                     i += 1
-                    if depth == 0:
+                    if depth <= 0:
                         break
-            else:
-                i += 1
-        if i < len(toks) and toks[i][1] == "(":
-            inner = toks[i + 1:-1]
-            if toks[-1][1] != ")" or not all(t[0] == "letter" or t[1] == "," for t in inner):
-                return False
-            return True
-        return i == len(toks)
+                continue
+            kept.append(toks[i])
+            i += 1
+        if not any(t[0] == "letter" or t[0] == "cmd" and t[1][1:] in _GREEK for t in kept):
+            return False
+        for k, (kind, text, _) in enumerate(kept):
+            if kind == "letter" or kind == "cmd" and (text[1:] in _GREEK or text in _ACCENTS or text == "\\frac"):
+                continue
+            if kind == "op" and text in ("(", ")", ",", "|", ":", "{", "}", "/", "'"):
+                continue
+            if kind == "num" and text.isdigit() and k >= 2 and kept[k - 1][1] == "(" and kept[k - 2][0] == "letter":
+                continue
+            return False
+        return True
+
+    def parse_ratio(self):
+        """a : b (: c): a ratio, kept as its parts."""
+        first = self.parse_union()
+        if not self.at(":"):
+            return first
+        parts = [_expr(first)]
+        while self.accept(":"):
+            parts.append(_expr(self.parse_union()))
+        if len(parts) > 8:
+            raise ParseError("ratio of too many parts")
+        return ("ratio", parts)
 
     def parse_union(self):
         first = self.parse_additive()
@@ -472,7 +600,8 @@ class _Parser:
         return ("union", parts)
 
     def parse_additive(self):
-        value = self.parse_term()
+        tok = self.peek()  # a leading \pm: `\pm 2` is the two elements 2 and -2
+        value = Integer(0) if self.pm_allowed and tok[0] == "cmd" and tok[1] in ("\\pm", "\\mp") else self.parse_term()
         while True:
             tok = self.peek()
             if tok[1] in ("+", "-") and tok[0] == "op":
@@ -658,8 +787,8 @@ class _Parser:
                     raise ParseError(f"unclosed {text}")
                 if len(items) == 1 and _is_expr(items[0]) and (text, close) in (("(", ")"), ("[", "]")):
                     return items[0]
-                if len(items) == 1 and (text, close) == ("(", ")"):
-                    return items[0]
+                if len(items) == 1 and ((text, close) == ("(", ")") or items[0][0] == "matrix"):
+                    return items[0]  # (a tuple) is the tuple; \left[\begin{array}..\end{array}\right] the matrix
                 return ("seq", text, close, items)
             if text == "{":
                 items = self.parse_group(is_set=True)
@@ -768,7 +897,7 @@ class _Parser:
 
 
 def _inequality(lhs, op, rhs):
-    """x > 5 is the interval (5, oo); other inequalities are kept as lhs - rhs {<, <=} 0."""
+    """x > 5, 5 < x and -2x < -10 are the interval (5, oo); other inequalities are kept as lhs - rhs {<, <=} 0."""
     if op in (">", ">="):
         lhs, rhs, op = rhs, lhs, op.replace(">", "<")
     closed = op == "<="
@@ -776,7 +905,35 @@ def _inequality(lhs, op, rhs):
         return ("seq", "[" if closed else "(", ")", [lhs, sympy.oo])
     if isinstance(lhs, Symbol) and lhs not in rhs.free_symbols:  # x < rhs
         return ("seq", "(", "]" if closed else ")", [-sympy.oo, rhs])
+    lin = _linear(lhs - rhs)
+    if lin:  # a x + b < 0: x < -b/a when a > 0, x > -b/a when a < 0
+        x, a, b = lin
+        if a > 0:
+            return ("seq", "(", "]" if closed else ")", [-sympy.oo, -b / a])
+        return ("seq", "[" if closed else "(", ")", [-b / a, sympy.oo])
     return ("rel", op, lhs - rhs)
+
+
+def _linear(d):
+    """(x, a, b) when d is a x + b in one symbol x, with real constants a != 0 and b; else None."""
+    if len(d.free_symbols) != 1:
+        return None
+    x = next(iter(d.free_symbols))
+    b, ax = d.as_independent(x, as_Add=True)
+    a, rest = ax.as_independent(x, as_Add=False)
+    if rest != x or not a.is_comparable or not b.is_comparable or a == 0:
+        return None
+    return x, a, b
+
+
+def _equation(parts, named):
+    """A chain p0 = p1 = ... : `x = 2 + 3 = 5` is x = 5 (the last right-hand side), `2 + 3 = 5` (a computation,
+    no variable in it) is 5, `2x + 4y = 3` and `0 = x^2 - 4` stay equations."""
+    if named:
+        return ("eq", parts[0], parts[-1], True)
+    if len(parts) > 2 or not (_expr(parts[0]).free_symbols or _expr(parts[1]).free_symbols):
+        return parts[-1]
+    return ("eq", parts[0], _expr(parts[1]), False)
 
 
 def _primed(value):
@@ -856,10 +1013,12 @@ def _children(v):
         return v[1]
     if v[0] == "matrix":
         return [x for row in v[1] for x in row]
-    if v[0] == "eq":
+    if v[0] in ("eq", "approx"):
         return [v[1], v[2]]
     if v[0] == "rel":
         return [v[2]]
+    if v[0] == "ratio":
+        return v[1]
     return []
 
 
@@ -1108,17 +1267,24 @@ def _equal(g, p, gdec, pdec):
             tol = REL_TOL_EXACT
         return _expr_equal(g, p, tol)
     gk, pk = (None if _is_expr(g) else g[0]), (None if _is_expr(p) else p[0])
-    if gk == "eq" and pk == "eq":  # the same equation: lhs - rhs equal up to sign (x = 5 is not y = 5)
-        dg, dp = g[1] - g[2], p[1] - p[2]
-        return _equal(dg, dp, gdec, pdec) or _equal(dg, -dp, gdec, pdec)
+    if pk == "approx":  # 1/3 \approx 0.333: the exact value; the rounded one too when the gold is a decimal
+        return _equal(g, p[1], gdec, pdec) or gdec and _equal(g, p[2], gdec, pdec)
+    if gk == "approx":
+        return _equal(g[1], p, gdec, pdec)
+    if gk == "eq" and pk == "eq":
+        if all(_is_expr(v) for v in (g[1], g[2], p[1], p[2])):  # the same equation up to a factor, not x = 5 vs y = 5
+            return _proportional(g[1] - g[2], p[1] - p[2], gdec, pdec, positive=False)
+        return _equal(g[1], p[1], gdec, pdec) and _equal(g[2], p[2], gdec, pdec)  # (p, q) = (3, 2)
     if gk == "eq" and g[3]:
         return _equal(g[2], p, gdec, pdec)
     if pk == "eq" and p[3]:
         return _equal(g, p[2], gdec, pdec)
+    if gk == "ratio" or pk == "ratio":
+        return _ratio_equal(g, p, gdec, pdec)
     if gk == "set" and len(g[1]) == 1 and pk != "set":
         return _equal(g[1][0], p, gdec, pdec)
-    if pk == "set" and len(p[1]) == 1 and gk != "set":
-        return _equal(g, p[1][0], gdec, pdec)
+    if pk == "set" and p[1] and gk != "set":  # {a}, and a list of one value written twice (15\\frac{39}{40}, 639/40)
+        return all(_equal(g, x, gdec, pdec) for x in p[1])
     if gk == "matrix" and pk == "seq" or gk == "seq" and pk == "matrix":  # a column vector is a tuple
         m, s = (g, p) if gk == "matrix" else (p, g)
         flat = [x for row in m[1] for x in row]
@@ -1140,9 +1306,45 @@ def _equal(g, p, gdec, pdec):
         if [len(r) for r in g[1]] != [len(r) for r in p[1]]:
             return False
         return all(_equal(a, b, gdec, pdec) for ra, rb in zip(g[1], p[1]) for a, b in zip(ra, rb))
-    if gk == "rel":
-        return g[1] == p[1] and (_equal(g[2], p[2], gdec, pdec) or g[1] == "!=" and _equal(g[2], -p[2], gdec, pdec))
+    if gk == "rel":  # the same inequality up to a positive factor (x + y < 1 is 2x + 2y < 2)
+        return g[1] == p[1] and _proportional(g[2], p[2], gdec, pdec, positive=g[1] != "!=")
     return False
+
+
+def _proportional(a, b, gdec, pdec, positive):
+    """Is a = c b for a constant c != 0 (c > 0 when `positive`)? c is read at the sample points, at 40 digits."""
+    if _equal(a, b, gdec, pdec) or not positive and _equal(a, -b, gdec, pdec):
+        return True
+    symbols = a.free_symbols | b.free_symbols
+    if not symbols or len(symbols) > MAX_SYMBOLS:
+        return False
+    names, ctx = sorted(symbols, key=lambda s: s.name), _ctx()
+    ratios = []
+    for k in range(N_POINTS):
+        x, y = _value(a, k, names, ctx), _value(b, k, names, ctx)
+        if x is not None and y is not None and x != 0 and y != 0:
+            ratios.append(x / y)
+    tol = REL_TOL_DECIMAL if gdec else REL_TOL_APPROX if pdec else REL_TOL_EXACT
+    c = ratios[0] if len(ratios) >= 2 else None
+    if c is None or abs(ctx.im(c)) > tol * abs(c) or positive and ctx.re(c) <= 0:
+        return False
+    return all(_close(r, c, max(tol, 1e-30)) for r in ratios[1:])
+
+
+def _ratio_equal(g, p, gdec, pdec):
+    """a:b is the number a/b; ratios are equal when proportional (2:4:6 is 1:2:3), part by part when one has a
+    zero part (a time such as 5:00 is not 6:00)."""
+    gs, ps = (v[1] if not _is_expr(v) and v[0] == "ratio" else None for v in (g, p))
+    if gs is None or ps is None:  # a ratio and a number
+        r, v = (gs, p) if gs is not None else (ps, g)
+        if len(r) != 2 or not _is_expr(v) or r[1].is_zero is not False:
+            return False
+        return _equal(r[0] / r[1], v, gdec, pdec) if gs is not None else _equal(v, r[0] / r[1], gdec, pdec)
+    if len(gs) != len(ps):
+        return False
+    if any(x.is_zero is not False for x in gs + ps):
+        return all(_equal(a, b, gdec, pdec) for a, b in zip(gs, ps))
+    return all(_equal(gs[i] * ps[j], gs[j] * ps[i], gdec, pdec) for i in range(len(gs)) for j in range(i + 1, len(gs)))
 
 
 def _is_infinite(v):
@@ -1151,14 +1353,16 @@ def _is_infinite(v):
 
 def _match_all(gs, ps, gdec, pdec):
     """Unordered, one-to-one: every gold element matches a distinct predicted element (bipartite matching)."""
+    if len(ps) > len(gs) and len({_key(g) for g in gs}) == len(gs):  # (1,2), (3,4), (1,2): a set, when the gold
+        ps = list({_key(p): p for p in ps}.values())  # answer repeats nothing (a repeat in it means multiplicity)
     if len(gs) != len(ps):
         return False
     same = {}  # first pair off identical elements (a reordered list), cheaply by hash
     for j, p in enumerate(ps):
-        same.setdefault(p if _is_expr(p) else repr(p), []).append(j)
+        same.setdefault(_key(p), []).append(j)
     rest_g = []
     for g in gs:
-        js = same.get(g if _is_expr(g) else repr(g))
+        js = same.get(_key(g))
         if js:
             js.pop()
         else:
@@ -1176,6 +1380,10 @@ def _match_all(gs, ps, gdec, pdec):
         return False
 
     return all(augment(i, set()) for i in range(len(gs)))
+
+
+def _key(v):
+    return v if _is_expr(v) else repr(v)
 
 
 def _string_key(s):
@@ -1224,12 +1432,30 @@ def _on_alarm(signum, frame):
     raise _Timeout()
 
 
+def _gold_text(gold):
+    """A gold answer as text: a string as it is; a number (AMC23 stores 27.0) as its value, 27.0 -> '27', 0.5 ->
+    '0.5', 1e-05 -> '0.00001'. bool is refused: True is a data error, not the number 1 (a yes/no answer is the
+    string 'yes')."""
+    if isinstance(gold, str):
+        return gold
+    if isinstance(gold, bool) or not isinstance(gold, numbers.Real):
+        raise TypeError(f"verify: the gold answer must be a str, int or float, got {type(gold).__name__} {gold!r:.60}")
+    if isinstance(gold, numbers.Integral):
+        return str(int(gold))
+    x = float(gold)
+    if not math.isfinite(x):
+        raise ValueError(f"verify: the gold answer is {x}, not a number that can be matched")
+    return str(int(x)) if x.is_integer() else format(decimal.Decimal(repr(x)), "f")  # 1e-05 -> '0.00001'
+
+
 def verify(completion, gold):
     """
-    True when the final answer of `completion` (see extract_answer) is equivalent to the gold answer string.
-    Never raises; False on an empty gold answer, on anything unparseable that is not the same text, and on
-    anything that runs past TIME_LIMIT_S.
+    True when the final answer of `completion` (see extract_answer) is equivalent to the gold answer (a string, or
+    an int or float that stands for its value). False on an empty gold answer, on anything unparseable that is
+    not the same text, and on anything that runs past TIME_LIMIT_S. Never raises on model output; a gold answer
+    of another type (None, bool, list, ...) is a caller's error: TypeError.
     """
+    gold = _gold_text(gold)
     _local.deadline = time.perf_counter() + TIME_LIMIT_S
     use_alarm = threading.current_thread() is threading.main_thread() and \
         signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None) and signal.getitimer(signal.ITIMER_REAL)[0] == 0

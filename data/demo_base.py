@@ -164,3 +164,75 @@ def base_folder(run):
     else:
         print(f"base model: cached {folder}")
     return folder
+
+# -----------------------------------------------------------------------------
+# the shipped base: data/small_base/ holds one base model made by this recipe, so that every machine starts RL from
+# the same weights (a base trained elsewhere differs: another CPU, BLAS or thread count changes the float sums of SFT,
+# and the skills a 0.8M-parameter model picks up in 800 steps depend on them; docs/demo.md). made.json records how it
+# was made and what it scored there, and ghpo.py prints that beside what it scores here.
+
+RECORD = "made.json"
+
+
+def machine():
+    """The CPU, the instruction set torch dispatches to, the torch version and the thread count: what changes a
+    model's float sums from one machine to the next."""
+    name = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?") \
+        if os.path.isfile("/proc/cpuinfo") else "?"
+    return f"{name}, {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, " \
+           f"{torch.get_num_threads()} threads"
+
+
+def sha256(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def check_recorded(folder, eval_before, tol=0.03):
+    """For a shipped base (made.json beside the weights): print its recorded accuracy beside this machine's, and say
+    whether this is the model that was measured. Returns the largest difference (None for any other folder)."""
+    path = os.path.join(folder, RECORD)
+    if not os.path.isfile(path):
+        return None
+    made = json.load(open(path))
+    worst = max(abs(eval_before[k] - v) for k, v in made["eval_before"].items() if k in eval_before)
+    same_file = sha256(os.path.join(folder, "model.safetensors")) == made["sha256"]
+    verdict = ("the recorded model" if worst <= tol and same_file else
+               f"NOT the recorded model ({'weights changed; ' if not same_file else ''}accuracy differs by up to "
+               f"{worst:.3f}): the README's numbers do not describe this run")
+    print(f"shipped base {folder}, made on {made['machine']}: recorded easy {made['eval_before']['easy']:.3f} hard "
+          f"{made['eval_before']['hard']:.3f}; here easy {eval_before['easy']:.3f} hard {eval_before['hard']:.3f}: "
+          f"{verdict}")
+    return worst
+
+
+def ship(target, argv):
+    """Train (or take from the cache) the base model these settings define, copy it to `target` and record there how
+    it was made and what it scores (ghpo.py's evaluation and probes, no RL)."""
+    import shutil
+    import tempfile
+    import ghpo
+    ghpo.configure(list(argv) + ["--init_from=scratch"])
+    if ghpo.threads:
+        torch.set_num_threads(ghpo.threads)
+    folder = base_folder(ghpo)
+    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-base-", dir=os.path.dirname(os.path.abspath(target)))
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        shutil.copy2(os.path.join(folder, name), tmp)
+    summary = ghpo.main(list(argv) + [f"--init_from={tmp}", "--rl_steps=0", f"--out_dir={tmp}/probe"])
+    made = {"command": "python -m data.demo_base " + " ".join([target, *argv]), "machine": machine(),
+            "settings": base_settings(ghpo), "sha256": sha256(os.path.join(tmp, "model.safetensors"))}
+    made |= {k: summary[k] for k in ("eval_before", "hint_probe", "pass_probe", "step_probe") if k in summary}
+    shutil.rmtree(os.path.join(tmp, "probe"))
+    with open(os.path.join(tmp, RECORD), "w") as f:
+        json.dump(made, f, indent=1)
+    if os.path.isdir(target):
+        shutil.rmtree(target)
+    os.rename(tmp, target)
+    print(f"shipped base -> {target} ({made['machine']})")
+
+
+if __name__ == "__main__":  # python -m data.demo_base data/small_base --config small.py [--key=value ...]
+    import sys
+    from data import demo_base  # the module ghpo.py configures, not this __main__ copy of it
+    demo_base.ship(sys.argv[1], sys.argv[2:])

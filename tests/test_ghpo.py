@@ -466,3 +466,25 @@ def test_tiny_end_to_end_run(tmp_path):
     ghpo.main(args + ["--method=grpo", f"--out_dir={tmp_path / 'grpo'}"])
     other = json.loads((tmp_path / "grpo" / "summary.json").read_text())
     assert other["eval_before"] == saved["eval_before"] and len(os.listdir(tmp_path / "base")) == 1
+
+
+def test_shipped_base_records_how_it_was_made_and_is_checked_at_load(tmp_path, capsys):
+    from data import demo_base
+    tiny = ["--config", "small.py", f"--base_cache={tmp_path / 'base'}", "--n_layer=1", "--n_embd=32", "--n_head=2",
+            "--n_kv_head=1", "--n_inner=64", "--base_steps=20", "--base_batch=8", "--base_row_len=128",
+            "--eval_per_level=8", "--probe_per_level=4", "--max_new_tokens=24", "--eval_levels=(1,4)",
+            "--train_levels=(1,4)", "--hard_levels=(4,)", "--group_size=4"]
+    target = tmp_path / "shipped"
+    demo_base.ship(str(target), tiny)
+    made = json.loads((target / "made.json").read_text())
+    assert sorted(os.listdir(target)) == ["config.json", "made.json", "model.safetensors", "tokenizer.json"]
+    assert made["command"].startswith(f"python -m data.demo_base {target} --config small.py")
+    assert made["settings"]["base_steps"] == 20 and "threads" in made["machine"]
+    assert set(made["pass_probe"]) == {"0.0", "0.25", "0.5", "0.75"} and "hard" in made["eval_before"]
+    run = tiny + [f"--init_from={target}", "--rl_steps=0", "--probe_per_level=0"]
+    ghpo.main(run + [f"--out_dir={tmp_path / 'a'}"])
+    assert "the recorded model" in capsys.readouterr().out
+    made["eval_before"]["hard"] += 0.5  # as if the weights scored otherwise here
+    (target / "made.json").write_text(json.dumps(made))
+    ghpo.main(run + [f"--out_dir={tmp_path / 'b'}"])
+    assert "NOT the recorded model (accuracy differs by up to 0.500)" in capsys.readouterr().out

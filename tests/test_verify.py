@@ -154,7 +154,7 @@ PAIRS = [
     ("5x - 7y + 11z + 4 = 0", "-5x + 7y - 11z - 4 = 0", True),
     ("5x - 7y + 11z + 4 = 0", "5x-7y+11z=-4", True),
     ("5x - 7y + 11z + 4 = 0", "5x - 7y + 11z - 4 = 0", False),
-    ("5x - 7y + 11z + 4 = 0", "10x - 14y + 22z + 8 = 0", False),  # the form asked for has gcd 1
+    ("5x - 7y + 11z + 4 = 0", "10x - 14y + 22z + 8 = 0", True),  # the same plane: equations equal up to a factor
     (r"137 \frac{1}{2}", "137.5", True),
     (r"137 \frac{1}{2}", r"\frac{275}{2}", True),
     (r"137 \frac{1}{2}", "68.5", False),  # 137 * 1/2 is not what a mixed number means
@@ -310,7 +310,7 @@ def test_verify_completion_forms():
     assert not verify(r"\boxed{3}", "")  # an empty gold answer never scores
     assert not verify(r"\boxed{3}", "   ")
     assert not verify("", "3")
-    assert not verify(None, "3") and not verify(r"\boxed{3}", None) and not verify(3, 3)
+    assert not verify(None, "3") and not verify(3, 3)  # a completion that is not text scores False
 
 
 def test_gold_answer_per_dataset():
