@@ -3,7 +3,7 @@
 # Hyperparameters: GHPO_SPEC.md "Hyperparameters of the released 7B recipe". Put the Hugging Face folder
 # (config.json, *.safetensors, tokenizer.json) at init_from, or pass --init_from=PATH.
 #
-# Memory per GPU (estimates; not yet run on GPUs). Qwen2.5-7B: 7.62B parameters (28 layers, width 3584, MLP 18944,
+# Memory per GPU (estimates, python bench/memory_7b.py; not yet run on GPUs). Qwen2.5-7B: 7.62B parameters (28 layers, width 3584, MLP 18944,
 # 28 query / 4 key-value heads of 128, vocabulary 152064, untied lm_head). Replicated, its float32 master weights,
 # gradients and AdamW moments alone are 7.62B x 16 B = 122 GB: no single GPU holds them. FSDP2 over 8 GPUs:
 #   sharded state    7.62B x (4 weight + 4 grad + 8 AdamW) B / 8                              = 15.2 GB
@@ -12,9 +12,10 @@
 #                      (26 GB if every row reached 2048 prompt + 2048 completion tokens)      -> ~46-57 GB
 #   update           (the copy freed) + the root unit gathered (embeddings + lm_head, bf16)  =  2.2 GB
 #                    + its float32 gradients before the reduce-scatter                        =  4.4 GB
-#                    + ~2 decoder blocks gathered with their float32 gradients                =  ~3 GB
-#                    + activations of micro_batch=1 row of ~2.4k tokens, 28 layers, no recomputation ~15-25 GB
-#                                                                                             -> ~40-50 GB
+#                    + ~2 decoder blocks gathered with their float32 gradients                =  2.8 GB
+#                    + activations of micro_batch=1 row of ~2.4k tokens: 236 KB per token per block
+#                      (measured on the CPU in bf16 at this width) x 28 blocks, no recomputation = 15.9 GB
+#                                                                                             -> ~41 GB
 # Loading: each rank reads the bfloat16 checkpoint (15 GB host RAM per rank) and holds it in float32 on its GPU
 # (30 GB) until fully_shard has cut it into shards.
 out_dir = "out/qwen2.5-7b"
