@@ -207,7 +207,7 @@ def check_recorded(folder, eval_before, tol=0.03):
 
 def ship(target, argv):
     """Train (or take from the cache) the base model these settings define, copy it to `target` and record there how
-    it was made and what it scores (ghpo.py's evaluation and probes, no RL)."""
+    it was made and what it scores (ghpo.py's evaluation, no hints)."""
     import shutil
     import tempfile
     import ghpo
@@ -219,11 +219,11 @@ def ship(target, argv):
     tmp = tempfile.mkdtemp(prefix=".tmp-base-", dir=os.path.dirname(os.path.abspath(target)))
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         shutil.copy2(os.path.join(folder, name), tmp)
-    summary = ghpo.main(list(argv) + [f"--init_from={tmp}", "--rl_steps=0", f"--out_dir={tmp}/probe"])
+    summary = ghpo.main(list(argv) + [f"--init_from={tmp}", "--eval_only=True", f"--out_dir={tmp}/eval"])
+    shutil.rmtree(os.path.join(tmp, "eval"))
     made = {"command": "python -m data.demo_base " + " ".join([target, *argv]), "machine": machine(),
-            "settings": base_settings(ghpo), "sha256": sha256(os.path.join(tmp, "model.safetensors"))}
-    made |= {k: summary[k] for k in ("eval_before", "hint_probe", "pass_probe", "step_probe") if k in summary}
-    shutil.rmtree(os.path.join(tmp, "probe"))
+            "settings": base_settings(ghpo), "sha256": sha256(os.path.join(tmp, "model.safetensors")),
+            "eval_before": summary["eval"]}
     with open(os.path.join(tmp, RECORD), "w") as f:
         json.dump(made, f, indent=1)
     if os.path.isdir(target):

@@ -480,8 +480,8 @@ def test_shipped_base_records_how_it_was_made_and_is_checked_at_load(tmp_path, c
     assert sorted(os.listdir(target)) == ["config.json", "made.json", "model.safetensors", "tokenizer.json"]
     assert made["command"].startswith(f"python -m data.demo_base {target} --config small.py")
     assert made["settings"]["base_steps"] == 20 and "threads" in made["machine"]
-    assert set(made["pass_probe"]) == {"0.0", "0.25", "0.5", "0.75"} and "hard" in made["eval_before"]
-    run = tiny + [f"--init_from={target}", "--rl_steps=0", "--probe_per_level=0"]
+    assert set(made["eval_before"]) == {"L1", "L4", "easy", "hard"}
+    run = tiny + [f"--init_from={target}", "--rl_steps=0", "--probe_per_level=0", "--eval_only=False"]
     ghpo.main(run + [f"--out_dir={tmp_path / 'a'}"])
     assert "the recorded model" in capsys.readouterr().out
     made["eval_before"]["hard"] += 0.5  # as if the weights scored otherwise here
