@@ -442,8 +442,8 @@ def test_dataset_loader_errors_name_file_and_line(tmp_path):
 
 def test_tiny_end_to_end_run(tmp_path):
     out = tmp_path / "run"
-    args = ["--config", "small.py", f"--out_dir={out}", f"--base_cache={tmp_path / 'base'}", "--n_layer=1",
-            "--n_embd=32", "--n_head=2", "--n_kv_head=1", "--n_inner=64", "--base_steps=30", "--base_batch=8",
+    args = ["--config", "small.py", "--init_from=scratch", f"--out_dir={out}", f"--base_cache={tmp_path / 'base'}",
+            "--n_layer=1", "--n_embd=32", "--n_head=2", "--n_kv_head=1", "--n_inner=64", "--base_steps=30", "--base_batch=8",
             "--base_row_len=128", "--rl_steps=3", "--prompts_per_step=4", "--group_size=4", "--eval_per_level=8",
             "--probe_per_level=4", "--max_new_tokens=24", "--micro_batch=8", "--eval_levels=(1,4)",
             "--train_levels=(1,4)", "--hard_levels=(4,)"]
