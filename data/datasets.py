@@ -5,7 +5,9 @@ Every row needs a problem text and a gold answer that verify.py can read. A row 
 be parsed is skipped and counted: the released GHPO code instead gives it a NaN reward, and such a group is then never
 hinted (GHPO_SPEC.md, pitfall 1). A malformed file is an error that names the file and the line.
 """
+import csv
 import json
+import random
 
 from verify import gold_answer, is_parseable
 
@@ -15,7 +17,10 @@ PROBLEM_FIELD = {"math": "problem", "math500": "problem", "gsm8k": "question", "
 # the evaluation benchmarks shipped in data/ (origins and licences: data/LICENSES.md): name -> (file, format)
 BENCHMARKS = {"aime24": ("aime24_test.jsonl", "aime24"), "math500": ("math500_test.jsonl", "math500"),
               "olympiadbench": ("olympiadbench_test.jsonl", "olympiadbench"), "amc23": ("amc23_test.jsonl", "amc23"),
-              "minerva": ("minerva_math_test.jsonl", "minerva"), "gsm8k": ("gsm8k_test.jsonl", "gsm8k")}
+              "minerva": ("minerva_math_test.jsonl", "minerva"), "gsm8k": ("gsm8k_test.jsonl", "gsm8k"),
+              "gpqa_diamond": ("gpqa_diamond.csv", "gpqa")}  # not shipped: README, "GPQA-Diamond"
+LETTERS = "ABCD"
+GPQA_COLUMNS = ("Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
 
 
 def load_jsonl(path, dataset, levels=None, limit=None):
@@ -54,3 +59,37 @@ def load_jsonl(path, dataset, levels=None, limit=None):
             if limit is not None and len(problems) >= limit:
                 break
     return problems, skipped
+
+
+def gpqa_problem(question, correct, incorrect, key):
+    """A multiple-choice problem: the four options shuffled by a generator seeded with `key` (the same order on every
+    run and machine), listed A-D after the question; the gold answer is the correct option's letter."""
+    options = [correct, *incorrect]
+    random.Random(key).shuffle(options)
+    text = question.strip() + "\n\n" + "\n".join(f"{l}) {o.strip()}" for l, o in zip(LETTERS, options))
+    text += "\n\nAnswer with the letter of the correct option, as \\boxed{A}, \\boxed{B}, \\boxed{C} or \\boxed{D}."
+    return {"problem": text, "solution": "", "answer": LETTERS[options.index(correct)], "level": None,
+            "choices": LETTERS}
+
+
+def load_gpqa(path, seed=0, limit=None):
+    """GPQA (Rein et al. 2023) from the authors' CSV (columns Question, Correct Answer, Incorrect Answer 1-3; others
+    ignored). Each row's options are shuffled with its own fixed seed (seed and the row's Record ID, else its row
+    number). Returns (problems, 0); a missing column or an empty field is an error naming the file and row."""
+    problems = []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in GPQA_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(map(repr, missing))} (the authors' GPQA CSV has "
+                             f"{', '.join(GPQA_COLUMNS)})")
+        for n, row in enumerate(reader, 1):
+            empty = [c for c in GPQA_COLUMNS if not (row[c] or "").strip()]
+            if empty:
+                raise ValueError(f"{path}: row {n} (line {reader.line_num}): empty {', '.join(map(repr, empty))}")
+            key = f"{seed}:{row.get('Record ID') or n}"
+            problems.append(gpqa_problem(row["Question"], row["Correct Answer"],
+                                         [row[f"Incorrect Answer {i}"] for i in (1, 2, 3)], key))
+            if limit is not None and len(problems) >= limit:
+                break
+    return problems, 0
