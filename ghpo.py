@@ -11,6 +11,8 @@ One RL step (../shared/GHPO_SPEC.md, "One training step"), as coded in the loop 
   5. clipped policy-gradient loss over completion tokens only (kernels/loss.py), ppo_epochs updates with AdamW,
      cosine learning rate with warm-up and grad-norm clipping
 At evaluation there are no hints. `method` switches to the paper's baselines: grpo, grpo_cl, grpo_cl_hint, dapo.
+Around this file: configurator.py reads the settings, checkpoint.py writes and resumes checkpoints, distributed.py
+joins torchrun's ranks, and data/demo_base.py trains the CPU demo's base model (with settings of its own).
 
     python ghpo.py --config small.py                          # CPU demo: base model by SFT, then GHPO
     python ghpo.py --config small.py --method=grpo --seed=3 --out_dir=out/x
@@ -19,23 +21,21 @@ At evaluation there are no hints. `method` switches to the paper's baselines: gr
     python ghpo.py --config qwen2.5-math-1.5b.py --eval_only=True   # the six benchmarks, no hints, paper's table
     torchrun --nproc_per_node=8 ghpo.py --config qwen2.5-math-1.5b.py  # prompts sharded over ranks, grads all-reduced
 """
-import ast
-import contextlib
-import difflib
-import hashlib
-import inspect
 import json
 import math
 import os
 import random
 import shutil
 import sys
-import tempfile
 import time
 
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F
+
+import checkpoint
+import configurator
+from configurator import UsageError
+from data import demo_base
+from distributed import all_gather, all_sum, close, rank_world, setup, sync_grads  # torchrun
 
 # -----------------------------------------------------------------------------
 # configuration: every name below can be set in a config file (plain assignments) or with --key=value
@@ -48,6 +48,7 @@ dtype = "float32"             # float32 | bfloat16 (parameters and activations; 
                               # copies and rounds them back: a bfloat16 weight alone rounds an lr-1e-6 step away)
 resume = False                # continue from the latest checkpoint in out_dir (a fresh start if there is none)
 threads = 0                   # torch CPU threads (0: torch's default)
+debug = False                 # a bad setting or file shows its traceback, not one line (or set GHPO_DEBUG=1)
 kernel_impl = "auto"          # kernels/: auto | torch | triton | reference (the plain formula, to check a result)
 # task and data
 task = "arith"                # arith: the built-in CPU demo task (data/arith.py); math: jsonl files in MATH format
@@ -56,8 +57,6 @@ train_levels = (1, 2, 3, 4, 5, 6)  # levels the RL prompts are drawn from
 eval_levels = (1, 2, 3, 4, 5, 6)   # held-out evaluation levels (arith)
 easy_levels = (1, 2, 3)       # the "easy" split; arith: also the levels the base model is trained on
 hard_levels = (4, 5)          # the "hard" split: the levels just beyond the base model's training range
-countdown = False             # arith: each step line also says how many steps are left (`37+8=45, 4 left`)
-wide_levels = ()              # arith: levels whose addends have two digits (10..99) instead of one
 eval_per_level = 300          # held-out problems per evaluation level (arith)
 benchmarks = ("aime24", "math500", "olympiadbench", "amc23", "minerva", "gsm8k")  # task=math evaluation (data/*.jsonl)
 bench_limit = 0               # rows per benchmark (0: all), for quick runs
@@ -67,33 +66,18 @@ eval_only = False             # evaluate init_from (or the resumed checkpoint) w
 chat_template = False         # wrap prompts in the Qwen chat format (real models); the tiny demo model uses plain text
 system_prompt = ""            # system message when chat_template is on
 # model
-init_from = "scratch"         # scratch: train a tiny base model by SFT (cached); else a Hugging Face checkpoint folder
-n_layer = 4                   # scratch model: layers
-n_embd = 128                  # scratch model: width
-n_head = 4                    # scratch model: attention heads
-n_kv_head = 2                 # scratch model: key/value heads (grouped-query attention)
-n_inner = 384                 # scratch model: MLP width
-base_seed = 0                 # seed of the base model's init and SFT data (shared by every method and RL seed)
-base_steps = 400              # SFT steps of the base model
-base_batch = 32               # SFT rows per step
-base_row_len = 256            # SFT row length: several solved problems packed per row, so the base reads long texts
-base_lr = 3e-3                # SFT peak learning rate (cosine, 30 warm-up steps)
-base_hint_frac = 0.4          # fraction of SFT examples whose prompt carries a hint, so the base knows the hint format
-base_partial_frac = 0.0       # fraction of SFT rows that end with a problem of base_partial_levels cut off early
-base_partial_levels = (4, 5)  # levels whose first steps (never the last step or the answer) the base reads
-base_partial_steps = 0        # at most this many first steps of those problems (0: up to all but the last)
-base_tail_frac = 0.0          # fraction of SFT examples that are a base_partial_levels problem finished from late on:
-base_tail_steps = 2           # its last base_tail_steps steps and answer learned, the steps before them read as a hint
-base_cache = "out/base"       # base models are cached here, keyed by a hash of the settings that define them
+init_from = "scratch"         # a Hugging Face checkpoint folder, or scratch: the CPU demo's tiny base model, trained
+                              # by SFT and cached (its settings: data/demo_base.py)
 # sampling
 group_size = 8                # G completions per prompt
 max_new_tokens = 64           # completion budget
 temperature = 1.0             # sampling temperature (the loss uses the same temperature)
 top_k = 50                    # TRL's default
-top_p = 1.0
+top_p = 1.0                   # nucleus sampling: the smallest set of tokens with this much probability (1.0: off)
 # GHPO
 hint_ratios = (0.25, 0.5, 0.75)  # hint stages, escalated inside one step while a group is still all wrong
 hint_template = "\n The following text is the beginning part of the answer, which you can refer to for solving the problem:\n"
+                              # the words between the problem and a hint in the user message (released code's)
 hint_in_answer = False        # False: hint in the user message after hint_template (released code); True: the hint
                               # opens the answer, cut at a line boundary, and the model continues it
 start_hint_step = 0           # cold start: plain GRPO before this step (released code: 0, paper: 20)
@@ -105,9 +89,9 @@ prompts_per_step = 32         # B problems per step
 micro_batch = 64              # rows per forward/backward (gradient accumulation; the loss is normalised globally)
 lr = 5e-5                     # AdamW peak learning rate
 warmup_frac = 0.1             # cosine schedule with this fraction of warm-up steps
-weight_decay = 0.0
-beta1 = 0.9
-beta2 = 0.999
+weight_decay = 0.0            # AdamW decoupled weight decay
+beta1 = 0.9                   # AdamW beta1
+beta2 = 0.999                 # AdamW beta2
 grad_clip = 1.0               # max grad norm (the pre-clip norm is logged)
 ppo_epochs = 1                # updates per batch (mu); 1 is the released code (ratio == 1, the clip never bites)
 eps_low = 0.2                 # clip range below 1
@@ -124,113 +108,14 @@ METHODS = ("ghpo", "grpo", "grpo_cl", "grpo_cl_hint", "dapo")
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
-def parse_value(text, default):
-    """A --key=value string as the type of its default: a Python literal where one parses, else the raw string."""
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = text
-    if isinstance(default, str):
-        return text
-    if isinstance(default, bool) and isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    return value
-
-
-def check_type(key, value, default, where):
-    ok = (isinstance(value, bool) if isinstance(default, bool)
-          else isinstance(value, (int, float)) and not isinstance(value, bool) if isinstance(default, float)
-          else isinstance(value, int) and not isinstance(value, bool) if isinstance(default, int)
-          else isinstance(value, (tuple, list)) if isinstance(default, tuple)
-          else isinstance(value, type(default)))
-    if not ok:
-        raise ValueError(f"{where}: {key} must be {type(default).__name__} like its default {default!r}, "
-                         f"got {value!r}")
-    return tuple(value) if isinstance(default, tuple) else float(value) if isinstance(default, float) else value
-
-
-def unknown_key(key, where):
-    near = difflib.get_close_matches(key, config_keys, n=3, cutoff=0.5)
-    return ValueError(f"{where}: unknown config key {key!r}" + (f"; did you mean {', '.join(near)}?" if near else
-                                                               "; see the top of ghpo.py for the keys"))
-
-
-def resolve_config_path(name):
-    for candidate in (name, os.path.join(ROOT, name), os.path.join(ROOT, "configs", name)):
-        if os.path.isfile(candidate):
-            return candidate
-    raise FileNotFoundError(f"config file {name!r} not found (looked in ., {ROOT} and {ROOT}/configs)")
-
-
-def configure(argv, namespace):
-    """Apply `--config FILE.py` (plain assignments, executed) and `--key=value` overrides to namespace (a module's
-    globals). Unknown keys and wrong types are errors; later arguments win."""
-    args = list(argv)
-    while args:
-        arg = args.pop(0)
-        if arg == "--config" or arg.startswith("--config="):
-            name = arg.split("=", 1)[1] if "=" in arg else (args.pop(0) if args else "")
-            path = resolve_config_path(name)
-            with open(path) as f:
-                source = f.read()
-            values = {}
-            exec(compile(source, path, "exec"), {}, values)
-            for key, value in values.items():
-                if key.startswith("_") or callable(value) or type(value).__name__ == "module":
-                    continue
-                line = next((i + 1 for i, text in enumerate(source.splitlines())
-                             if text.split("=")[0].strip() == key), "?")
-                if key not in config_keys:
-                    raise unknown_key(key, f"{path}:{line}")
-                namespace[key] = check_type(key, value, namespace[key], f"{path}:{line}")
-        elif arg.startswith("--") and "=" in arg:
-            key, text = arg[2:].split("=", 1)
-            if key not in config_keys:
-                raise unknown_key(key, "command line")
-            namespace[key] = check_type(key, parse_value(text, namespace[key]), namespace[key], f"--{key}")
-        else:
-            raise ValueError(f"command line: cannot read argument {arg!r}; use --config FILE.py or --key=value")
-    if namespace["method"] not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {namespace['method']!r}")
-    if namespace["loss_norm"] not in ("token", "sequence"):
-        raise ValueError(f"loss_norm must be 'token' or 'sequence', got {namespace['loss_norm']!r}")
-    return {k: namespace[k] for k in config_keys}
-
-# -----------------------------------------------------------------------------
-# torch.distributed (torchrun): each rank samples and trains on its own slice of the step's prompts
-
-
-def rank_world():
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-
-
-def all_sum(*xs):
-    """The sums over ranks of a few numbers (themselves on one process)."""
-    if not dist.is_initialized():
-        return xs
-    t = torch.tensor(xs, dtype=torch.float64, device=device)  # nccl reduces CUDA tensors only
-    dist.all_reduce(t)
-    return tuple(t.tolist())
-
-
-def all_gather(obj):
-    """[every rank's obj] in rank order ([obj] on one process)."""
-    if not dist.is_initialized():
-        return [obj]
-    out = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def sync_grads(model):
-    """Sum the gradients over ranks. Every rank divides its loss by the global normaliser, so the sum is the
-    single-process gradient of the whole batch."""
-    if not dist.is_initialized():
-        return
-    for p in model.parameters():
-        if p.grad is None:  # a rank with no rows this step still takes part
-            p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad)
+def configure(argv):
+    """Apply `--config FILE.py` and `--key=value` to these settings and the demo base's (configurator.py); returns
+    them all, {key: value}."""
+    cfg = configurator.configure(argv, [globals(), vars(demo_base)], ROOT)
+    for key, known in (("method", METHODS), ("loss_norm", ("token", "sequence")), ("task", ("arith", "math"))):
+        if cfg[key] not in known:
+            raise UsageError(f"{key} must be one of {', '.join(known)}, got {cfg[key]!r}")
+    return cfg
 
 # -----------------------------------------------------------------------------
 # prompts and hints
@@ -250,11 +135,10 @@ def solution_prefix(problem, ratio):
     """The part of the reference solution a hint of this ratio gives away: its first round(len * ratio) characters
     (GHPO_SPEC.md), or with hint_in_answer its first round(steps * ratio) step lines (never the answer line), so the
     model continues from a line boundary exactly as if it had written those lines itself."""
-    solution = problem["solution"]
     if ratio <= 0:
         return ""
     if not hint_in_answer:
-        return solution[:round(len(solution) * ratio)]
+        return problem["solution"][:round(len(problem["solution"]) * ratio)]
     return first_steps(problem, round(len(step_lines(problem)) * ratio))
 
 
@@ -272,28 +156,20 @@ def prompt_text(problem, ratio=0.0):
     demo model. Hint tokens are prompt tokens: they never enter the loss."""
     from model import chat_prompt
     user = problem["problem"] + hint_text(problem, ratio)
-    if chat_template:
-        messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + \
-                   [{"role": "user", "content": user}]
-        prompt = chat_prompt(messages)
-    else:
-        prompt = user + "\n"
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    prompt = chat_prompt(system + [{"role": "user", "content": user}]) if chat_template else user + "\n"
     return prompt + (solution_prefix(problem, ratio) if hint_in_answer else "")
 
 # -----------------------------------------------------------------------------
 # sampling, scoring and the GHPO hint escalation
 
 
-def format_ok(text):
-    return "\\boxed{" in text
-
-
-def sample_and_score(model, tok, problems, ratios, stop_ids, generator, G=None):
+def sample_and_score(model, tok, problems, ratios, stop_ids, generator):
     """Sample G completions for each problem's prompt at its hint ratio and verify them. Returns one group dict per
     problem: prompt ids, completion tokens (G, T) and mask, sampled log-probs, accuracy (G,), format (G,), ratio."""
     from rollout import sample_groups
     from verify import verify
-    G = G or group_size
+    G = group_size
     prompts = [tok.encode(prompt_text(p, r)).ids for p, r in zip(problems, ratios)]
     out = sample_groups(model, prompts, G, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                         stop_ids=stop_ids, generator=generator)
@@ -304,15 +180,14 @@ def sample_and_score(model, tok, problems, ratios, stop_ids, generator, G=None):
         texts = [tok.decode(t[m].tolist(), skip_special_tokens=True) for t, m in zip(tokens, mask)]
         groups.append(dict(problem=p, ratio=r, prompt=prompts[i], tokens=tokens, mask=mask,
                            acc=torch.tensor([float(verify(t, p["answer"])) for t in texts]),
-                           fmt=torch.tensor([float(format_ok(t)) for t in texts]), texts=texts))
-    return groups
+                           fmt=torch.tensor([float("\\boxed{" in t) for t in texts]), texts=texts))
+    return groups  # fmt: the format reward, a \boxed{} answer present
 
 
 def rollout_with_hints(model, tok, problems, step, stop_ids, generator):
     """Steps 1-3 of the GHPO step. Returns the final groups and, per group, the hint stage it ended at
     (0: no hint, s: hint_ratios[s-1])."""
-    use_fixed = method == "grpo_cl_hint"
-    ratios = [fixed_hint_ratio if use_fixed else 0.0] * len(problems)
+    ratios = [fixed_hint_ratio if method == "grpo_cl_hint" else 0.0] * len(problems)
     groups = sample_and_score(model, tok, problems, ratios, stop_ids, generator)
     stage = [0] * len(problems)
     if method == "ghpo" and step >= start_hint_step:
@@ -518,234 +393,57 @@ def print_table(title, rows, columns):
         print(f"{name:>{r}}" + "".join(f"{vals[c]:>{w}.3f}" if c in vals else f"{'-':>{w}}" for c in columns))
 
 # -----------------------------------------------------------------------------
-# data and the base model
-
-
-def arith_splits(levels):
-    """(train, evals) of the built-in task (data/arith.py) at these levels, in the configured format."""
-    from data.arith import make_splits
-    return make_splits(levels, eval_per_level, countdown=countdown, wide_levels=wide_levels)
+# data
 
 
 def load_task():
     """Training problems and held-out evaluation sets {split name: problems}."""
-    if task == "arith":
-        train, _ = arith_splits(train_levels)  # held-out problems never enter training
-        _, evals = arith_splits(eval_levels)
-        return train, {f"L{lv}": [p for p in evals if p["level"] == lv] for lv in eval_levels}
-    if task == "math":  # training file in MATH format; evaluation on the benchmarks in data/, no hints
-        from data.datasets import BENCHMARKS, load_jsonl
-        unknown = [b for b in benchmarks if b not in BENCHMARKS]
-        if unknown:
-            raise ValueError(f"benchmarks: unknown {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
-        evals = {}
-        for name in benchmarks:
-            file, fmt = BENCHMARKS[name]
-            evals[name], skipped = load_jsonl(os.path.join(ROOT, "data", file), fmt, limit=bench_limit or None)
-            if skipped:
-                print(f"{file}: {skipped} rows skipped (empty or unparseable gold answer)")
-        if eval_only:
-            return [], evals
-        path = train_file if os.path.isfile(train_file) else os.path.join(ROOT, train_file)  # cwd, else the repo
-        train, skipped = load_jsonl(path, "math", levels=set(train_levels))
-        print(f"{train_file}: {len(train)} problems, {skipped} skipped (empty or unparseable gold answer)")
-        if not train:
-            raise ValueError(f"{train_file}: no problems at train_levels {train_levels}")
-        return train, evals
-    raise ValueError(f"task must be 'arith' or 'math', got {task!r}")
-
-
-def base_settings():
-    keys = ("task", "n_layer", "n_embd", "n_head", "n_kv_head", "n_inner", "base_seed", "base_steps", "base_batch",
-            "base_row_len", "base_lr", "base_hint_frac", "base_partial_frac", "base_partial_levels",
-            "base_partial_steps", "base_tail_frac", "base_tail_steps", "easy_levels", "countdown", "wide_levels",
-            "eval_per_level", "hint_ratios", "hint_template", "hint_in_answer", "chat_template", "system_prompt")
-    with open(os.path.join(ROOT, "data", "arith.py"), "rb") as f:  # a change to the task, tokenizer or SFT retrains
-        sft_code = "".join(inspect.getsource(fn) for fn in (sft_batch, train_base, arith_splits, prompt_text,
-                                                             hint_text, solution_prefix, first_steps, step_lines))
-        task_code = hashlib.sha1(f.read() + sft_code.encode()).hexdigest()
-    return {k: globals()[k] for k in keys} | {"task_code": task_code}
-
-
-def sft_batch(tok, train, hard_train, rng):
-    """One SFT batch of the base model: inputs, targets and loss mask (base_batch, base_row_len) each. Each row packs
-    solved easy problems (the prompt read, the solution and its end learned; base_hint_frac of the prompts carry a
-    hint), and with probability base_partial_frac ends with a problem of base_partial_levels cut off after 1 to n-1 of
-    its n steps (at most base_partial_steps). With probability base_tail_frac a packed example is a problem of
-    base_partial_levels instead, its first n - base_tail_steps steps read as an answer-opening hint and the rest
-    learned: the base can finish a hard problem from late on, not from its start."""
-    end, eot = tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")
-    x = torch.full((base_batch, base_row_len + 1), eot)
-    m = torch.zeros(base_batch, base_row_len + 1)
-    for b in range(base_batch):
-        partial = []  # with probability base_partial_frac the row ends with the first steps of a hard problem
-        if rng.random() < base_partial_frac:
-            p = rng.choice(hard_train)
-            steps = step_lines(p)
-            a = tok.encode(prompt_text(p)).ids
-            k = rng.randint(1, min(len(steps) - 1, base_partial_steps or len(steps)))
-            partial = (a, tok.encode(first_steps(p, k)).ids)
-        room = base_row_len + 1 - sum(map(len, partial))
-        t = 0
-        while True:
-            if base_tail_frac and rng.random() < base_tail_frac:  # a hard problem, its early steps given: finish it
-                p = rng.choice(hard_train)
-                read = first_steps(p, max(0, len(step_lines(p)) - base_tail_steps))
-                prompt, rest = prompt_text(p) + read, p["solution"][len(read):]
-            else:
-                p = rng.choice(train)
-                ratio = rng.choice(hint_ratios) if rng.random() < base_hint_frac else 0.0
-                prompt = prompt_text(p, ratio)
-                rest = p["solution"][len(solution_prefix(p, ratio)):] if hint_in_answer else p["solution"]
-            a, c = tok.encode(prompt).ids, tok.encode(rest).ids + [end, eot]
-            if t + len(a) + len(c) > room:
-                break
-            x[b, t:t + len(a) + len(c)] = torch.tensor(a + c)
-            m[b, t + len(a):t + len(a) + len(c) - 1] = 1.0  # learn the solution and its end, not the problem
-            t += len(a) + len(c)
-        if partial:
-            a, c = partial
-            x[b, t:t + len(a) + len(c)] = torch.tensor(a + c)
-            m[b, t + len(a):t + len(a) + len(c)] = 1.0  # the steps, and no end: the row just stops
-    return x[:, :-1], x[:, 1:], m[:, 1:]
-
-
-def train_base(folder):
-    """Supervised learning of a tiny Qwen2 on worked solutions of the easy levels only (data/arith.py), several
-    examples packed per row; a fraction of the prompts carry a hint so the base knows the hint format. With
-    base_partial_frac > 0 a fraction of the rows end with a problem of base_partial_levels whose solution is cut off
-    after 1 to n-1 steps (no answer, no end token): the base reads hard problem texts and early steps, but never
-    finishes one (DEMO_NOTES.md: a base that never read a problem's length fails on its first step, leaving hints
-    nothing to train). Saves model and tokenizer.json to `folder` (atomically)."""
-    from data.arith import build_tokenizer, save_tokenizer
-    from model import Qwen2, Qwen2Config
-    tok = build_tokenizer([hint_template], countdown)
-    end = tok.token_to_id("<|im_end|>")
-    train, _ = arith_splits(easy_levels)
-    hard_train, _ = arith_splits(base_partial_levels)  # held-out problems never enter training
-    config = Qwen2Config(vocab_size=tok.get_vocab_size(), hidden_size=n_embd, intermediate_size=n_inner,
-                         num_hidden_layers=n_layer, num_attention_heads=n_head, num_key_value_heads=n_kv_head,
-                         max_position_embeddings=1024, rope_theta=10000.0, tie_word_embeddings=True,
-                         eos_token_id=end)
-    model = Qwen2.from_config(config, seed=base_seed)
-    rng = random.Random(base_seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=base_lr, betas=(0.9, 0.95), weight_decay=0.0)
-    t0 = time.time()
-    for it in range(base_steps):
-        x, y, m = sft_batch(tok, train, hard_train, rng)  # (base_batch, base_row_len) each
-        for group in opt.param_groups:
-            group["lr"] = base_lr * min(1.0, (it + 1) / 30) * 0.5 * (1 + math.cos(math.pi * it / base_steps))
-        loss = (F.cross_entropy(model(x).flatten(0, 1), y.flatten(), reduction="none") * m.flatten()).sum() / m.sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if it % 50 == 0 or it == base_steps - 1:
-            print(f"base sft step {it:4d} | loss {loss.item():.4f} | {time.time() - t0:.0f}s", flush=True)
-    model.save_pretrained(folder)
-    save_tokenizer(tok, folder)
-
-
-def load_base():
-    """The starting checkpoint folder: a Hugging Face checkpoint, or the cached SFT base model (trained once)."""
-    if init_from != "scratch":
-        return init_from
-    key = hashlib.sha1(json.dumps(base_settings(), sort_keys=True).encode()).hexdigest()[:10]
-    folder = os.path.join(base_cache, key)
-    if not os.path.isfile(os.path.join(folder, "tokenizer.json")):
-        print(f"training the base model -> {folder}")
-        train_base(folder)
-    else:
-        print(f"base model: cached {folder}")
-    return folder
+    if task == "arith":  # the CPU demo's task (data/arith.py)
+        return demo_base.arith_task(train_levels, eval_levels, eval_per_level)
+    from data.datasets import math_task  # task=math: a training file in MATH format; the benchmarks in data/
+    return math_task(train_file, train_levels, benchmarks, bench_limit, eval_only)
 
 # -----------------------------------------------------------------------------
-# checkpoints: out_dir/ckpt-NNNNNN after NNNNNN RL steps, filled in a temporary folder and renamed into place, so a
-# kill at any moment leaves the previous checkpoint or the new one, never a partial one
+# checkpoints (checkpoint.py): atomic, and a killed run resumes from the latest one with --resume=True
 
-RESUME_FREE = ("resume", "out_dir", "threads", "ckpt_interval", "eval_interval", "probe_per_level", "eval_only",
-               "benchmarks", "bench_limit", "aime_samples", "eval_temperature")  # keys a resumed run may change
-
-
-def latest_checkpoint():
-    names = sorted(n for n in os.listdir(out_dir) if n.startswith("ckpt-")) if os.path.isdir(out_dir) else []
-    return os.path.join(out_dir, names[-1]) if names else None
-
-
-def save_checkpoint(model, optimizer, generator, step, state, tok_folder):
-    """Weights (and the float32 master weights of a bfloat16 run), AdamW moments, every rank's sampling generator, the
-    python and torch RNGs, the step (which fixes the data position and the learning rate) and the base model
-    reference. Called on every rank, written by rank 0."""
-    generators = all_gather(generator.get_state().cpu())
-    final = os.path.join(out_dir, f"ckpt-{step:06d}")
-    if rank_world()[0] or os.path.isdir(final):
-        return
-    tmp = tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=out_dir)
-    model.save_pretrained(os.path.join(tmp, "model"))
-    shutil.copy2(os.path.join(tok_folder, "tokenizer.json"), os.path.join(tmp, "model"))  # loadable as init_from
-    master = optimizer.param_groups[0]["params"]
-    master = None if master[0] is next(model.parameters()) else [m.detach().cpu() for m in master]
-    torch.save(state | {"step": step, "data_pos": step * prompts_per_step, "optimizer": optimizer.state_dict(),
-                        "master": master, "generators": generators, "python_rng": random.getstate(),
-                        "torch_rng": torch.get_rng_state()},
-               os.path.join(tmp, "state.pt"))
-    os.rename(tmp, final)
-    for name in os.listdir(out_dir):  # older checkpoints, and temporary folders a killed run left behind
-        if (name.startswith("ckpt-") and name < os.path.basename(final)) or name.startswith(".tmp-ckpt-"):
-            shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
-
-
-def load_checkpoint(path, base_folder, world):
-    """The state of a checkpoint, after checking it belongs to this run."""
-    state = torch.load(os.path.join(path, "state.pt"), map_location="cpu", weights_only=True)
-    now = {k: globals()[k] for k in config_keys}
-    changed = [f"{k}={state['config'][k]!r} (now {now[k]!r})" for k in config_keys
-               if k not in RESUME_FREE and state["config"].get(k) != now[k]]
-    if changed:
-        raise ValueError(f"{path}: written with other settings: {', '.join(changed)}; resume with the same ones")
-    if state["base"] != base_folder:
-        raise ValueError(f"{path}: trained from {state['base']}, this run's base model is {base_folder}")
-    if len(state["generators"]) != world:
-        raise ValueError(f"{path}: written by {len(state['generators'])} process(es), this run has {world}; "
-                         f"resume with the same torchrun --nproc_per_node")
-    return state
-
-
-def write_json(path, obj):
-    with open(path + ".tmp", "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(path + ".tmp", path)
+RESUME_FREE = ("resume", "out_dir", "threads", "debug", "ckpt_interval", "eval_interval", "probe_per_level",
+               "eval_only", "benchmarks", "bench_limit", "aime_samples", "eval_temperature")  # a resumed run may change
 
 # -----------------------------------------------------------------------------
 # the loop
 
 
 def main(argv):
-    configure(argv, globals())
+    if "--help" in argv or "-h" in argv:
+        return print(configurator.help_text([__file__, demo_base.__file__], __doc__.strip()))
+    cfg = configure(argv)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device='cuda' but torch finds no CUDA GPU here; pass --device=cpu to run on the CPU")
+    if init_from != "scratch" and not os.path.isfile(os.path.join(init_from, "config.json")):
+        raise UsageError(f"init_from: no checkpoint folder (config.json, *.safetensors, tokenizer.json) at "
+                         f"{init_from!r}; or 'scratch' for the demo's base model")
     from model import Qwen2, load_tokenizer, stop_token_ids
     if threads:
         torch.set_num_threads(threads)
     t_start = time.time()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun: one process per GPU (or per CPU slice)
-        if device == "cuda":
-            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-        dist.init_process_group("nccl" if device == "cuda" else "gloo")
-    rank, world = rank_world()
+    rank, world = setup(device)  # under torchrun: one process per GPU (or per CPU slice)
     master = rank == 0
     if prompts_per_step % world:
-        raise ValueError(f"prompts_per_step={prompts_per_step} must be a multiple of the {world} processes")
+        raise UsageError(f"prompts_per_step={prompts_per_step} must be a multiple of the {world} processes")
     os.makedirs(out_dir, exist_ok=True)
     dev = torch.device(device, torch.cuda.current_device()) if device == "cuda" else torch.device(device)
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     train, eval_sets = load_task()
-    base_folder = all_gather(load_base() if master else None)[0]  # rank 0 trains the demo base model once
-    ckpt = latest_checkpoint() if resume else None
-    state = load_checkpoint(ckpt, base_folder, world) if ckpt else None
+    # the starting model: a Hugging Face folder, or the demo's SFT base model (trained once by rank 0, then cached)
+    scratch = init_from == "scratch"
+    base_folder = all_gather(demo_base.base_folder(sys.modules[__name__]) if scratch and master else init_from)[0]
+    ckpt = checkpoint.latest(out_dir) if resume else None
+    state = checkpoint.load(ckpt, cfg, RESUME_FREE, base_folder, world) if ckpt else None
     model = Qwen2.from_pretrained(os.path.join(ckpt, "model") if ckpt else base_folder, dtype=torch_dtype, device=dev)
     tok = load_tokenizer(base_folder)
     stop_ids = stop_token_ids(tok)
     ref_model = Qwen2.from_pretrained(base_folder, dtype=torch_dtype, device=dev).eval() if kl_coef > 0 else None
-    summary = {"method": method, "seed": seed, "config": {k: globals()[k] for k in config_keys}}
+    summary = {"method": method, "seed": seed, "config": cfg}
     columns = list(eval_sets) + ["mean", "easy", "hard"]
 
     if eval_only:  # the paper's table: one column per benchmark, then the mean
@@ -756,9 +454,8 @@ def main(argv):
                     {os.path.basename(summary["model"].rstrip("/")): summary["eval"]},
                     [c for c in columns if c in summary["eval"]])
         if master:
-            write_json(os.path.join(out_dir, "summary.json"), summary)
-        if dist.is_initialized():
-            dist.destroy_process_group()
+            checkpoint.write_json(os.path.join(out_dir, "summary.json"), summary)
+        close()
         return summary
 
     # before RL: the base model's accuracy, and the two diagnostics (a resumed run has them in its checkpoint)
@@ -782,30 +479,10 @@ def main(argv):
     optimizer = torch.optim.AdamW(weights, lr=lr, betas=(beta1, beta2), eps=1e-8, weight_decay=weight_decay)
     warmup = max(1, round(warmup_frac * rl_steps))
     schedule = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / rl_steps)))
-    start, skipped_updates = 0, 0
-    if state:
-        optimizer.load_state_dict(state["optimizer"])
-        with torch.no_grad():
-            for m, saved in zip(weights, state["master"] or []):
-                m.copy_(saved)
-        generator.set_state(state["generators"][rank])
-        random.setstate(state["python_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        start, skipped_updates = state["step"], state["skipped_updates"]
-        if master:
-            print(f"resumed from {ckpt} at step {start}")
-    metrics_path, kept = os.path.join(out_dir, "metrics.jsonl"), []
-    if state and os.path.isfile(metrics_path):  # keep the log up to the checkpoint, drop what came after it
-        with open(metrics_path) as f:
-            for line in f:
-                with contextlib.suppress(ValueError):  # a line cut by the kill
-                    if json.loads(line)["step"] < start:
-                        kept.append(line)
-    if master:
-        with open(metrics_path + ".tmp", "w") as f:
-            f.writelines(kept)
-        os.replace(metrics_path + ".tmp", metrics_path)
-        metrics_file = open(metrics_path, "a")
+    start, skipped_updates = checkpoint.restore(state, optimizer, weights, generator, rank) if state else (0, 0)
+    if state and master:
+        print(f"resumed from {ckpt} at step {start}")
+    metrics_file = checkpoint.metrics_log(out_dir, start) if master else None  # cut back to the checkpoint's step
     per_rank = prompts_per_step // world
     ckpt_state = lambda: {"config": summary["config"], "base": base_folder, "skipped_updates": skipped_updates,
                           "summary": {k: v for k, v in summary.items() if k not in ("config",)}}
@@ -845,8 +522,7 @@ def main(argv):
             "skipped_updates": skipped_updates,  # non-finite loss or gradients: the update was skipped
         } | ({k: sum(s[k] for s in stats) / len(stats) for k in stats[0]} if stats else {})
         if master:
-            metrics_file.write(json.dumps(record) + "\n")
-            metrics_file.flush()
+            print(json.dumps(record), file=metrics_file, flush=True)
             eta = dt * (rl_steps - step - 1)
             hinted = " ".join(f"{v:.2f}" for v in record["hinted"].values())
             print(f"step {step:4d} | reward {record['reward']:.3f} | acc {record['accuracy']:.3f} | hinted {hinted} | "
@@ -856,12 +532,11 @@ def main(argv):
             mid = evaluate(model, tok, eval_sets, stop_ids)
             if master:
                 print("eval", " ".join(f"{k} {v:.3f}" for k, v in mid.items()))
-                metrics_file.write(json.dumps({"step": step, "eval": mid}) + "\n")
-                metrics_file.flush()
+                print(json.dumps({"step": step, "eval": mid}), file=metrics_file, flush=True)
         if ckpt_interval and (step + 1) % ckpt_interval == 0:
-            save_checkpoint(model, optimizer, generator, step + 1, ckpt_state(), base_folder)
+            checkpoint.save(out_dir, step + 1, model, optimizer, generator, ckpt_state(), base_folder)
 
-    save_checkpoint(model, optimizer, generator, rl_steps, ckpt_state(), base_folder)  # --resume then only evaluates
+    checkpoint.save(out_dir, rl_steps, model, optimizer, generator, ckpt_state(), base_folder)  # resume: only evaluates
     summary["eval_after"] = evaluate(model, tok, eval_sets, stop_ids)
     print_table("eval (no hints)", {"before": summary["eval_before"], "after": summary["eval_after"]}, columns)
     summary["skipped_updates"] = skipped_updates
@@ -869,13 +544,25 @@ def main(argv):
     if master:
         model.save_pretrained(os.path.join(out_dir, "model"))
         shutil.copy2(os.path.join(base_folder, "tokenizer.json"), os.path.join(out_dir, "model"))
-        write_json(os.path.join(out_dir, "summary.json"), summary)
+        checkpoint.write_json(os.path.join(out_dir, "summary.json"), summary)
         metrics_file.close()
         print(f"done in {summary['wall_seconds']:.0f}s -> {out_dir}/summary.json")
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    close()
     return summary
 
 
+def cli(argv):
+    """`python ghpo.py ...`: main(argv), and for a bad setting, file or argument one line on stderr and exit status 2
+    (with --debug=True or GHPO_DEBUG=1 the traceback instead)."""
+    try:
+        main(argv)
+    except UsageError as e:
+        if debug or "--debug=True" in argv or os.environ.get("GHPO_DEBUG"):
+            raise
+        print(f"ghpo.py: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(cli(sys.argv[1:]))

@@ -168,7 +168,7 @@ def run_trl(args):
     def accuracy(completions, answer, **kw):
         return [float(verify(c, a)) for c, a in zip(completions, answer)]
 
-    def boxed(completions, **kw):  # ghpo.format_ok
+    def boxed(completions, **kw):  # ghpo.py's format reward
         return [float("\\boxed{" in c) for c in completions]
 
     model = AutoModelForCausalLM.from_pretrained(args.folder, dtype=torch.float32)

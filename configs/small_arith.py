@@ -1,4 +1,4 @@
-# The first attempt at the CPU demo (README, "First attempt"), small.py until the third attempt replaced it: a tiny
+# The first attempt at the CPU demo (docs/demo.md, "First attempt"; small.py until the third): a tiny
 # Qwen2 (~0.8M parameters) learns repeated modular addition (data/arith.py). The base model learns levels 1-3 by SFT
 # (30% of its rows end with the first steps of a level 4-5 problem, never its last step or answer); RL draws prompts
 # from levels 1-6; "hard" = levels 4-5. GRPO beats GHPO on it.

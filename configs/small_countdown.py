@@ -1,7 +1,7 @@
-# An experiment beside the CPU demo (README, "Second attempt"): the same task with a countdown on every step line,
+# An experiment beside the CPU demo (docs/demo.md, "Second attempt"): the same task with a countdown on every step line,
 # hints that open the answer at a line boundary, a base that reads the first two steps of levels 4-7, and hard =
-# levels 6-7 (base accuracy <= 10%). GHPO and GRPO tie on it; the README has the numbers. Every key not set here
-# (the 0.8M-parameter model, 60 RL steps of 32 prompts x 8, lr 5e-5) is ghpo.py's default, as in small_arith.py.
+# levels 6-7 (base accuracy <= 10%). GHPO and GRPO tie on it; docs/demo.md has the numbers. Every key not set here
+# (the 0.8M-parameter model, 60 RL steps of 32 prompts x 8, lr 5e-5) is the default of ghpo.py or data/demo_base.py.
 out_dir = "out/small_countdown"
 countdown = True
 hint_in_answer = True

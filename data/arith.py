@@ -19,7 +19,7 @@ and the next steps are left to practise: the state GHPO's guided imitation train
 solution-prefix hint gives away instead of training.)
 
 With countdown=True every step line also says how many steps are left (`37+8=45, 4 left`, ..., `69+8=77, 0 left`):
-stopping is then read off the last line instead of counted (configs/small_countdown.py, README "Second attempt").
+stopping is then read off the last line instead of counted (configs/small_countdown.py, docs/demo.md "Second attempt").
 Levels in wide_levels use two-digit addends (10..99), a per-step skill the easy levels never show.
 
 Tokenizer: word level, built with the `tokenizers` library and saved as tokenizer.json beside the weights, so it

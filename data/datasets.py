@@ -7,8 +7,10 @@ hinted (GHPO_SPEC.md, pitfall 1). A malformed file is an error that names the fi
 """
 import csv
 import json
+import os
 import random
 
+from configurator import UsageError
 from verify import gold_answer, is_parseable
 
 # field that holds the problem text, per dataset format
@@ -27,7 +29,7 @@ def load_jsonl(path, dataset, levels=None, limit=None):
     """Problems of a jsonl file in `dataset`'s format (a key of PROBLEM_FIELD). levels: keep only these MATH levels.
     Returns (problems, skipped) where skipped counts rows whose gold answer was empty or unparseable."""
     if dataset not in PROBLEM_FIELD:
-        raise ValueError(f"{path}: unknown dataset format {dataset!r}; known: {', '.join(PROBLEM_FIELD)}")
+        raise UsageError(f"{path}: unknown dataset format {dataset!r}; known: {', '.join(PROBLEM_FIELD)}")
     problems, skipped = [], 0
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -36,12 +38,12 @@ def load_jsonl(path, dataset, levels=None, limit=None):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+                raise UsageError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
             if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+                raise UsageError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
             field = PROBLEM_FIELD[dataset]
             if not isinstance(row.get(field), str) or not row[field].strip():
-                raise ValueError(f"{path}:{lineno}: missing or empty key {field!r}")
+                raise UsageError(f"{path}:{lineno}: missing or empty key {field!r}")
             level = str(row.get("level", "")).removeprefix("Level ").strip()  # 3, "3" or "Level 3"; "?" is None
             level = int(level) if level.isdigit() else None
             if levels is not None and level not in levels:
@@ -59,6 +61,32 @@ def load_jsonl(path, dataset, levels=None, limit=None):
             if limit is not None and len(problems) >= limit:
                 break
     return problems, skipped
+
+
+def math_task(train_file, train_levels, benchmarks, bench_limit=0, eval_only=False):
+    """ghpo.py's task=math: (training problems of train_file at train_levels, {benchmark: its problems}), the
+    benchmarks limited to bench_limit rows each (0: all). train_file is looked up in the working directory, then in
+    the repository."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    unknown = [b for b in benchmarks if b not in BENCHMARKS]
+    if unknown:
+        raise UsageError(f"benchmarks: unknown {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+    evals = {}
+    for name in benchmarks:
+        file, fmt = BENCHMARKS[name]
+        evals[name], skipped = load_jsonl(os.path.join(here, file), fmt, limit=bench_limit or None)
+        if skipped:
+            print(f"{file}: {skipped} rows skipped (empty or unparseable gold answer)")
+    if eval_only:
+        return [], evals
+    path = train_file if os.path.isfile(train_file) else os.path.join(os.path.dirname(here), train_file)
+    if not os.path.isfile(path):
+        raise UsageError(f"train_file: {train_file!r} not found (looked in . and {os.path.dirname(here)})")
+    train, skipped = load_jsonl(path, "math", levels=set(train_levels))
+    print(f"{train_file}: {len(train)} problems, {skipped} skipped (empty or unparseable gold answer)")
+    if not train:
+        raise UsageError(f"{train_file}: no problems at train_levels {train_levels}")
+    return train, evals
 
 
 def gpqa_problem(question, correct, incorrect, key):
@@ -81,12 +109,12 @@ def load_gpqa(path, seed=0, limit=None):
         reader = csv.DictReader(f)
         missing = [c for c in GPQA_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(map(repr, missing))} (the authors' GPQA CSV has "
+            raise UsageError(f"{path}: missing column(s) {', '.join(map(repr, missing))} (the authors' GPQA CSV has "
                              f"{', '.join(GPQA_COLUMNS)})")
         for n, row in enumerate(reader, 1):
             empty = [c for c in GPQA_COLUMNS if not (row[c] or "").strip()]
             if empty:
-                raise ValueError(f"{path}: row {n} (line {reader.line_num}): empty {', '.join(map(repr, empty))}")
+                raise UsageError(f"{path}: row {n} (line {reader.line_num}): empty {', '.join(map(repr, empty))}")
             key = f"{seed}:{row.get('Record ID') or n}"
             problems.append(gpqa_problem(row["Question"], row["Correct Answer"],
                                          [row[f"Incorrect Answer {i}"] for i in (1, 2, 3)], key))

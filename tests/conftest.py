@@ -9,12 +9,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 @pytest.fixture
 def restore_ghpo_config():
-    """configure() and main() write ghpo's module-level settings: restore them after the test."""
+    """configure() and main() write the module-level settings of ghpo and data/demo_base: restore them after the
+    test."""
     import ghpo
-    saved = {k: getattr(ghpo, k) for k in ghpo.config_keys}
+    from data import demo_base
+    saved = [(m, {k: getattr(m, k) for k in m.config_keys}) for m in (ghpo, demo_base)]
     yield
-    for k, v in saved.items():
-        setattr(ghpo, k, v)
+    for m, values in saved:
+        for k, v in values.items():
+            setattr(m, k, v)
 
 
 @pytest.fixture(scope="session")

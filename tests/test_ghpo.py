@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import ghpo
+from data import demo_base
 import rollout
 from data.arith import build_tokenizer, level_problems, make_splits
 from data.datasets import load_jsonl
@@ -168,11 +169,11 @@ def test_sft_rows_hide_every_hard_answer(tok):
     import random
     easy, _ = make_splits((1, 2, 3), 300)
     hard, _ = make_splits((4, 5), 300)
-    ghpo.base_batch, ghpo.base_row_len, ghpo.easy_levels, ghpo.hard_levels = 16, 256, (1, 2, 3), (4, 5)
+    demo_base.base_batch, demo_base.base_row_len, ghpo.easy_levels, ghpo.hard_levels = 16, 256, (1, 2, 3), (4, 5)
     end = tok.token_to_id("<|im_end|>")
     for frac in (0.0, 1.0):
-        ghpo.base_partial_frac = frac
-        x, y, m = ghpo.sft_batch(tok, easy, hard, random.Random(0))  # (B, L) each
+        demo_base.base_partial_frac = frac
+        x, y, m = demo_base.sft_batch(tok, easy, hard, random.Random(0), ghpo)  # (B, L) each
         assert x.shape == y.shape == m.shape == (16, 256) and (x[:, 1:] == y[:, :-1]).all()
         for row, mask in zip(y.tolist(), m.tolist()):
             text = tok.decode(row, skip_special_tokens=False)
@@ -186,11 +187,38 @@ def test_sft_rows_hide_every_hard_answer(tok):
                 steps = [l for l in last.split("\n")[1:] if "=" in l]
                 assert level in (4, 5) and 1 <= len(steps) < level and "boxed" not in last
                 assert "<|im_end|>" not in last
-    ghpo.base_partial_frac, ghpo.base_partial_steps = 1.0, 2  # at most the first two steps of a hard problem
-    x, y, m = ghpo.sft_batch(tok, easy, hard, random.Random(1))
+    demo_base.base_partial_frac, demo_base.base_partial_steps = 1.0, 2  # at most the first two steps of a hard problem
+    x, y, m = demo_base.sft_batch(tok, easy, hard, random.Random(1), ghpo)
     last = [tok.decode(row).rsplit("Start with", 1)[1] for row in y.tolist()]  # each row's cut-off hard problem
     cut = [len([line for line in text.split("\n")[1:] if "=" in line]) for text in last]
     assert set(cut) == {1, 2}
+
+
+def sft_stream_hash(args, batches=3):
+    """sha1 of the first SFT batches (inputs, targets, masks) the demo base would train on with these settings."""
+    import hashlib
+    import random
+    ghpo.configure(args)
+    tok = build_tokenizer([ghpo.hint_template], demo_base.countdown)
+    train, _ = demo_base.arith_splits(ghpo.easy_levels, ghpo.eval_per_level)
+    hard, _ = demo_base.arith_splits(demo_base.base_partial_levels, ghpo.eval_per_level)
+    rng, h = random.Random(demo_base.base_seed), hashlib.sha1()
+    for _ in range(batches):
+        for t in demo_base.sft_batch(tok, train, hard, rng, ghpo):
+            h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_sft_stream_is_unchanged_by_the_move_to_demo_base():
+    """The demo base's SFT data stream equals the one ghpo.py produced before the base recipe moved to
+    data/demo_base.py (hashes computed on main d82d1cd with the same settings): same batches, so the same base."""
+    assert sft_stream_hash(["--config", "small.py", "--base_batch=8"]) == "9df00523399f8ef26e279d18b8e0fa25a9207186"
+
+
+def test_sft_stream_with_hints_in_the_user_message_is_unchanged():
+    """As above from ghpo.py's defaults (hints in the user message), with partial rows, tail examples and a wide level."""
+    assert sft_stream_hash(["--base_batch=8", "--base_partial_frac=0.3", "--base_tail_frac=0.2",
+                            "--wide_levels=(3,)"]) == "a517b283b0b8edd82fc4c3810daf5720150afac4"
 
 
 def read_and_learned(x, y, m):
@@ -208,9 +236,9 @@ def test_sft_rows_with_hint_in_answer_learn_only_the_rest(tok):
     import random
     easy, _ = make_splits((1, 2, 3), 300)
     by_problem = {p["problem"]: p["solution"] for p in easy}
-    ghpo.hint_in_answer, ghpo.base_hint_frac, ghpo.base_partial_frac = True, 1.0, 0.0
-    ghpo.base_batch, ghpo.base_row_len = 4, 256
-    x, y, m = ghpo.sft_batch(tok, easy, [], random.Random(0))
+    ghpo.hint_in_answer, demo_base.base_hint_frac, demo_base.base_partial_frac = True, 1.0, 0.0
+    demo_base.base_batch, demo_base.base_row_len = 4, 256
+    x, y, m = demo_base.sft_batch(tok, easy, [], random.Random(0), ghpo)
     hinted = 0
     for read, learned in read_and_learned(x, y, m):
         problem, prefix = tok.decode(read).split("\n", 1)
@@ -227,11 +255,12 @@ def test_sft_tail_examples_learn_only_the_last_steps(tok):
     easy, _ = make_splits((1, 2, 3), 300)
     hard, _ = make_splits((4, 5, 6), 300)
     by_problem = {p["problem"]: p for p in hard}
-    ghpo.base_tail_frac, ghpo.base_partial_frac, ghpo.base_batch, ghpo.base_row_len = 1.0, 0.0, 4, 256
+    demo_base.base_tail_frac, demo_base.base_partial_frac = 1.0, 0.0
+    demo_base.base_batch, demo_base.base_row_len = 4, 256
     end = tok.token_to_id("<|im_end|>")
     for tail in (1, 2):
-        ghpo.base_tail_steps = tail
-        x, y, m = ghpo.sft_batch(tok, easy, hard, random.Random(tail))
+        demo_base.base_tail_steps = tail
+        x, y, m = demo_base.sft_batch(tok, easy, hard, random.Random(tail), ghpo)
         seen = 0
         for read, learned in read_and_learned(x, y, m):
             problem, prefix = tok.decode(read, skip_special_tokens=True).split("\n", 1)
@@ -289,26 +318,70 @@ def test_old_logprobs_use_the_hinted_prompt_and_ppo_epochs(tok):
 
 def test_config_overrides_are_type_checked(tmp_path):
     cfg = ghpo.configure(["--config", "small.py", "--method=grpo", "--seed=3", "--out_dir=out/x", "--lr=1e-4",
-                          "--hint_ratios=(0.5,0.75)", "--chat_template=true"], vars(ghpo))
+                          "--hint_ratios=(0.5,0.75)", "--chat_template=true"])
     assert (cfg["method"], cfg["seed"], cfg["out_dir"], cfg["lr"]) == ("grpo", 3, "out/x", 1e-4)
     assert cfg["hint_ratios"] == (0.5, 0.75) and cfg["chat_template"] is True
     with pytest.raises(ValueError, match=r"--seed: seed must be int"):
-        ghpo.configure(["--seed=abc"], vars(ghpo))
+        ghpo.configure(["--seed=abc"])
     with pytest.raises(ValueError, match=r"unknown config key 'learning_rate'.*did you mean"):
-        ghpo.configure(["--learning_rate=1"], vars(ghpo))
+        ghpo.configure(["--learning_rate=1"])
     with pytest.raises(ValueError, match=r"unknown config key 'hint_ratio'; did you mean hint_ratios"):
-        ghpo.configure(["--hint_ratio=0.5"], vars(ghpo))
+        ghpo.configure(["--hint_ratio=0.5"])
     with pytest.raises(ValueError, match=r"method must be one of"):
-        ghpo.configure(["--method=ppo"], vars(ghpo))
+        ghpo.configure(["--method=ppo"])
     bad = tmp_path / "bad.py"
     bad.write_text("seed = 1\ngroup_sise = 8\n")
     with pytest.raises(ValueError, match=rf"{re.escape(str(bad))}:2: unknown config key 'group_sise'.*group_size"):
-        ghpo.configure(["--config", str(bad)], vars(ghpo))
+        ghpo.configure(["--config", str(bad)])
     bad.write_text("rl_steps = 'ten'\n")
     with pytest.raises(ValueError, match=rf"{re.escape(str(bad))}:1: rl_steps must be int"):
-        ghpo.configure([f"--config={bad}"], vars(ghpo))
-    with pytest.raises(FileNotFoundError, match="nowhere.py"):
-        ghpo.configure(["--config", "nowhere.py"], vars(ghpo))
+        ghpo.configure([f"--config={bad}"])
+    with pytest.raises(ghpo.UsageError, match="nowhere.py"):
+        ghpo.configure(["--config", "nowhere.py"])
+
+def run_cli(*args, env=None):
+    import subprocess
+    import sys
+    script = os.path.join(os.path.dirname(ghpo.__file__), "ghpo.py")
+    return subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+def test_help_lists_every_setting_with_its_default_and_comment():
+    import ast
+    out = run_cli("--help")
+    assert out.returncode == 0 and out.stderr == ""
+    for module in (ghpo, demo_base):
+        for key in module.config_keys:
+            line = next(l for l in out.stdout.splitlines() if l.strip().startswith(f"--{key}="))
+            shown, comment = (line.split("=", 1)[1].split("  ", 1) + [""])[:2]
+            default = getattr(module, key)
+            assert (shown if isinstance(default, str) and default.isprintable() else ast.literal_eval(shown)) == default
+            assert comment.strip(), f"--{key} has no comment"
+
+
+def test_cli_errors_are_one_line_with_exit_status_2(tmp_path, capsys):
+    """A bad key, a bad value (of ghpo.py's or the demo base's), a bad config file, a missing config file, a missing
+    checkpoint and CUDA on a machine without it: exit status 2 and one line naming the key, file or line."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("seed = 1\ngroup_sise = 8\n")
+    cases = [(["--learning_rate=1"], "unknown config key 'learning_rate'; did you mean"),
+             (["--rl_steps=ten"], "--rl_steps: rl_steps must be int"),
+             (["--base_lr=fast"], "--base_lr: base_lr must be float"),
+             (["--config", str(bad)], f"{bad}:2: unknown config key 'group_sise'"),
+             (["--config", "nowhere.py"], "config file 'nowhere.py' not found"),
+             ([f"--init_from={tmp_path / 'no_model'}"], "init_from: no checkpoint folder")]
+    if not torch.cuda.is_available():
+        cases.append((["--device=cuda"], "pass --device=cpu"))
+    for args, message in cases:
+        assert ghpo.cli(args) == 2, args
+        out, err = capsys.readouterr()
+        assert out == "" and len(err.strip().splitlines()) == 1 and message in err, err
+    with pytest.raises(ghpo.UsageError, match="nowhere.py"):  # debugging: the exception itself, traceback and all
+        ghpo.cli(["--debug=True", "--config", "nowhere.py"])
+    out = run_cli("--config", "nowhere.py")  # the script itself: status 2, one line, no traceback
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "nowhere.py" in out.stderr
+
 
 # ---- dataset loaders
 
@@ -318,7 +391,7 @@ def test_every_shipped_config_loads():
     names = sorted(n for n in os.listdir(folder) if n.endswith(".py"))
     assert {"small.py", "small_arith.py", "small_countdown.py"} <= set(names)
     for name in names:
-        cfg = ghpo.configure(["--config", name], vars(ghpo))
+        cfg = ghpo.configure(["--config", name])
         assert cfg["out_dir"].startswith("out/")
 
 
