@@ -21,6 +21,7 @@ BENCHMARKS = {"aime24": ("aime24_test.jsonl", "aime24"), "math500": ("math500_te
               "olympiadbench": ("olympiadbench_test.jsonl", "olympiadbench"), "amc23": ("amc23_test.jsonl", "amc23"),
               "minerva": ("minerva_math_test.jsonl", "minerva"), "gsm8k": ("gsm8k_test.jsonl", "gsm8k"),
               "gpqa_diamond": ("gpqa_diamond.csv", "gpqa")}  # not shipped: README, "GPQA-Diamond"
+PAPER_BENCHMARKS = ("aime24", "math500", "olympiadbench", "amc23", "minerva", "gpqa_diamond")  # its table's columns
 LETTERS = "ABCD"
 GPQA_COLUMNS = ("Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
 
@@ -63,10 +64,10 @@ def load_jsonl(path, dataset, levels=None, limit=None):
     return problems, skipped
 
 
-def math_task(train_file, train_levels, benchmarks, bench_limit=0, eval_only=False):
+def math_task(train_file, train_levels, benchmarks, bench_limit=0, eval_only=False, gpqa_file=""):
     """ghpo.py's task=math: (training problems of train_file at train_levels, {benchmark: its problems}), the
-    benchmarks limited to bench_limit rows each (0: all). train_file is looked up in the working directory, then in
-    the repository."""
+    benchmarks limited to bench_limit rows each (0: all). train_file and gpqa_file are looked up in the working
+    directory, then in the repository; GPQA-Diamond is skipped, with one line, when gpqa_file is absent."""
     here = os.path.dirname(os.path.abspath(__file__))
     unknown = [b for b in benchmarks if b not in BENCHMARKS]
     if unknown:
@@ -74,6 +75,13 @@ def math_task(train_file, train_levels, benchmarks, bench_limit=0, eval_only=Fal
     evals = {}
     for name in benchmarks:
         file, fmt = BENCHMARKS[name]
+        if fmt == "gpqa":  # not shipped (its authors ask that it not be posted in plain text): the README says where
+            path = gpqa_file if os.path.isfile(gpqa_file) else os.path.join(os.path.dirname(here), gpqa_file)
+            if os.path.isfile(path):
+                evals[name] = load_gpqa(path, limit=bench_limit or None)[0]
+            else:
+                print(f"{name}: skipped, no file {gpqa_file!r} (not shipped; the README says where to get it)")
+            continue
         evals[name], skipped = load_jsonl(os.path.join(here, file), fmt, limit=bench_limit or None)
         if skipped:
             print(f"{file}: {skipped} rows skipped (empty or unparseable gold answer)")

@@ -52,7 +52,8 @@ def test_malformed_csv_names_the_column_or_row(tmp_path):
 
 
 @pytest.mark.parametrize("text, letter", [
-    ("so the answer is \\boxed{C}", "C"), ("\\boxed{(B)}", "B"), ("\\boxed{\\text{D}}", "D"), ("\\boxed{A) right}", "A"),
+    ("so the answer is \\boxed{C}", "C"), ("\\boxed{(B)}", "B"), ("\\boxed{\\text{D}}", "D"),
+    ("\\boxed{A) right}", "A"),
     ("The answer is (A).", "A"), ("Answer: **C**", "C"), ("<think>\nhmm\n</think>\n<answer>\nB\n</answer>", "B"),
     ("<answer>\nThe answer is D\n</answer>", "D"), ("first \\boxed{A}, no: \\boxed{D}", "D"),
     ("the answer is A bit unclear", None), ("\\boxed{E}", None), ("\\boxed{AB}", None), ("answer is c", None),

@@ -19,7 +19,8 @@ VARIED = [
     "12345678901234567890 + 3.14159 = x^2", "价格是 ¥1,234.50，对吗？", "日本語のテキストとカタカナ・ひらがな",
     "Привет, мир! Ёжик", "مرحبا بالعالم", "עברית עם ניקוד", "हिन्दी पाठ", "Ελληνικά: αβγ ΔΕΖ", "한국어 문장입니다",
     "emoji 😀👍🏽🇫🇷 and ZWJ 👩‍👩‍👧", "café naïve façade Ångström", "e\u0301 and A\u030a (decomposed)",
-    "ﬁ ligature, ① circled, ｆｕｌｌ width", "\\frac{a}{b} + \\sqrt{x_1^2} \\boxed{\\dfrac{3}{4}}", "    indented\n  \n\n\n",
+    "ﬁ ligature, ① circled, ｆｕｌｌ width", "\\frac{a}{b} + \\sqrt{x_1^2} \\boxed{\\dfrac{3}{4}}",
+    "    indented\n  \n\n\n",
     "def f(x):\n    return x**2  # square\n", "tabs\t\tand   spaces   ", "'s 't 're 've 'm 'll 'd", "''''",
     "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n<think>\n4\n</think><|im_end|>",
     "<|endoftext|><|fim_prefix|>a<|fim_middle|>b<|fim_suffix|><tool_call>{}</tool_call>", "\u0000\u0001\x7f\u00ad",
@@ -112,7 +113,8 @@ def test_stop_ids_and_decoding_with_special_tokens_skipped(tok):
     assert completion[-1] == 151645
     assert tok.decode(completion, skip_special_tokens=True) == "<think>\nx\n</think>\n<answer>\n\\boxed{2}\n</answer>"
     # the tool-call tags are added tokens that are not special: kept in the text, as in Qwen2.5's own tokenizer.json
-    assert tok.decode(tok.encode("<tool_call>a</tool_call>").ids, skip_special_tokens=True) == "<tool_call>a</tool_call>"
+    tags = "<tool_call>a</tool_call>"
+    assert tok.decode(tok.encode(tags).ids, skip_special_tokens=True) == tags
 
 
 def test_embedding_rows_beyond_the_tokenizer_are_handled(tok):
