@@ -8,9 +8,10 @@ exits non-zero on: every step updated (no skipped update), the groups had mixed 
 saved weights moved, and both evaluations cover every benchmark present.
 
 A random model almost never writes a right answer, so every group would be all wrong, every advantage zero and the
-update a no-op. One embedding column is therefore set so that token "5" is likely (--lift 2: under top-k 50, p = .37
-on average over the 112 positions of one MATH chat prompt, .10 at least; under .001 without the lift): the problems
-are MATH rows whose answer is 5, and the verifier's last-number rule then scores some samples right.
+update a no-op (a first run, with "5" alone made likely, wrote runs like 5555555 and scored 0). So the tokens "5" and
+" " are made likely, about equally, and no more likely after themselves (steer()): completions then read like
+"x 5  55 5", and the problems are MATH rows whose answer is 5, so the verifier's last-number rule scores some samples
+right (7 of 16 on a 2-layer model of this width at --lift 2).
 
     python bench/real_shape.py                 # CPU (bfloat16 GEMMs; a few minutes on 2 cores)
     python bench/real_shape.py --device cuda   # bench/device.sh
@@ -41,14 +42,17 @@ QWEN25_05B = dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, nu
 ANSWER = "5"
 
 
-def steer(model, token, column=0, base=1.0, lift=1.0):
-    """Make `token` likely everywhere: every embedding row gets `base` in one column, which then dominates the
-    residual stream and the final norm's output, and `token`'s row gets base + lift, so its logit (tied head) is
-    lift * h[column] above the others'."""
+def steer(model, tokens, column=0, base=1.0, lift=2.0):
+    """Make `tokens` likely everywhere: every embedding row gets `base` in one column, which then dominates the
+    residual stream and the final norm's output, and each of `tokens` becomes base + lift in that column and 0
+    elsewhere, so its logit (tied head) is about lift * h[column] above the others'. Zero elsewhere: a random row
+    would also favour its own token right after it (x . w_v is largest for the token just read), hence runs."""
     with torch.no_grad():
         w = model.model.embed_tokens.weight  # (V, C), also the head
         w[:, column] = base
-        w[token, column] = base + lift
+        for t in tokens:
+            w[t] = 0.0
+            w[t, column] = base + lift
 
 
 def build_model(folder, tokenizer_file, lift):
@@ -57,7 +61,7 @@ def build_model(folder, tokenizer_file, lift):
         return
     tok = load_tokenizer(os.path.dirname(tokenizer_file))
     model = Qwen2.from_config(Qwen2Config(**QWEN25_05B), seed=0, dtype=torch.bfloat16)
-    steer(model, tok.token_to_id(ANSWER), lift=lift)
+    steer(model, [tok.token_to_id(ANSWER), tok.encode(" ").ids[0]], lift=lift)
     model.save_pretrained(folder)
     shutil.copy2(tokenizer_file, os.path.join(folder, "tokenizer.json"))  # last: marks the folder complete
 
@@ -81,7 +85,7 @@ def main():
     p.add_argument("--group", type=int, default=4, help="G samples per prompt")
     p.add_argument("--new", type=int, default=16, help="max new tokens (training and evaluation)")
     p.add_argument("--bench-rows", type=int, default=2, help="rows per benchmark")
-    p.add_argument("--lift", type=float, default=2.0, help="see steer(): 2 makes \"5\" about 37%% of sampled tokens")
+    p.add_argument("--lift", type=float, default=2.0, help="see steer()")
     args = p.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device visible to torch")
@@ -90,7 +94,7 @@ def main():
     tokenizer_file = args.tokenizer or os.path.join(args.out, "tokenizer", "tokenizer.json")
     if not os.path.isfile(tokenizer_file):
         qwen_tokenizer.write_tokenizer(os.path.dirname(tokenizer_file))
-    folder = os.path.join(args.out, f"Qwen2.5-0.5B-shape-random-lift{args.lift:g}")
+    folder = os.path.join(args.out, f"Qwen2.5-0.5B-shape-random-steer2-lift{args.lift:g}")
     build_model(folder, tokenizer_file, args.lift)
     train = os.path.join(args.out, "train.jsonl")
     train_file(train, args.steps * args.prompts)
