@@ -26,6 +26,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import sys
 import time
@@ -60,7 +61,9 @@ eval_levels = (1, 2, 3, 4, 5, 6)   # held-out evaluation levels (arith)
 easy_levels = (1, 2, 3)       # the "easy" split; arith: also the levels the base model is trained on
 hard_levels = (4, 5)          # the "hard" split: the levels just beyond the base model's training range
 eval_per_level = 300          # held-out problems per evaluation level (arith)
-benchmarks = ("aime24", "math500", "olympiadbench", "amc23", "minerva", "gsm8k")  # task=math evaluation (data/*.jsonl)
+benchmarks = ("aime24", "math500", "olympiadbench", "amc23", "minerva", "gpqa_diamond", "gsm8k")  # task=math
+                              # evaluation (data/): the paper's six benchmarks, then GSM8K as an extra
+gpqa_file = "data/gpqa_diamond.csv"  # GPQA-Diamond, the authors' CSV (not shipped: README); skipped when absent
 bench_limit = 0               # rows per benchmark (0: all), for quick runs
 aime_samples = 32             # aime24 accuracy: the mean over this many samples per problem (others: greedy)
 eval_temperature = 0.6        # temperature of those samples (top_p 0.95); the paper does not state its own
@@ -84,7 +87,9 @@ hint_in_answer = False        # False: hint in the user message after hint_templ
                               # opens the answer, cut at a line boundary, and the model continues it
 start_hint_step = 0           # cold start: plain GRPO before this step (released code: 0, paper: 20)
 fixed_hint_ratio = 0.5        # grpo_cl_hint: the hint every problem gets
-format_reward = 0.0           # weight of the format reward (a \boxed{} answer present); the paper uses 0.5
+format_reward = 0.0           # weight of the format reward; the paper uses 0.5 (with accuracy 1.0)
+format_pattern = r".*\\boxed\{"  # format reward 1 when re.match(format_pattern, completion, DOTALL | MULTILINE)
+                              # succeeds, as in the released code (this default: a \boxed{} answer present)
 # optimisation
 rl_steps = 60                 # RL steps
 prompts_per_step = 32         # B problems per step
@@ -99,7 +104,8 @@ ppo_epochs = 1                # updates per batch (mu); 1 is the released code (
 eps_low = 0.2                 # clip range below 1
 eps_high = 0.2                # clip range above 1
 kl_coef = 0.0                 # beta of the k3 KL to the frozen base model (released code: 0, no reference model)
-loss_norm = "token"           # token: sum over tokens / tokens in the batch (released code); sequence: paper Eq. 1
+loss_norm = "token"           # token: sum over tokens / tokens in the batch (released code); sequence: paper Eq. 1;
+                              # dr_grpo: sum over tokens / (rows x max_new_tokens), TRL's "dr_grpo"
 eval_interval = 0             # evaluate every this many RL steps as well (0: only before and after)
 probe_per_level = 100         # problems per level for the hint, pass@G and step probes printed before RL (0: skip)
 ckpt_interval = 0             # write a checkpoint every this many RL steps (0: only at the end)
@@ -114,9 +120,14 @@ def configure(argv):
     """Apply `--config FILE.py` and `--key=value` to these settings and the demo base's (configurator.py); returns
     them all, {key: value}."""
     cfg = configurator.configure(argv, [globals(), vars(demo_base)], ROOT)
-    for key, known in (("method", METHODS), ("loss_norm", ("token", "sequence")), ("task", ("arith", "math"))):
+    for key, known in (("method", METHODS), ("loss_norm", ("token", "sequence", "dr_grpo")),
+                       ("task", ("arith", "math"))):
         if cfg[key] not in known:
             raise UsageError(f"{key} must be one of {', '.join(known)}, got {cfg[key]!r}")
+    try:
+        re.compile(cfg["format_pattern"])
+    except re.error as e:
+        raise UsageError(f"format_pattern: not a regular expression ({e}): {cfg['format_pattern']!r}") from None
     return cfg
 
 # -----------------------------------------------------------------------------
@@ -166,11 +177,22 @@ def prompt_text(problem, ratio=0.0):
 # sampling, scoring and the GHPO hint escalation
 
 
+def format_ok(text):
+    """The format reward's test, as the released code computes it (GHPO_SPEC.md, the reward)."""
+    return re.match(format_pattern, text, re.DOTALL | re.MULTILINE) is not None
+
+
+def grade(text, problem):
+    """The accuracy reward's test: the option letter of a multiple-choice problem (GPQA), else verify.py's
+    equivalence of the final answer with the gold one."""
+    from verify import verify, verify_choice
+    return verify_choice(text, problem["answer"]) if problem.get("choices") else verify(text, problem["answer"])
+
+
 def sample_and_score(model, tok, problems, ratios, stop_ids, generator):
     """Sample G completions for each problem's prompt at its hint ratio and verify them. Returns one group dict per
     problem: prompt ids, completion tokens (G, T) and mask, sampled log-probs, accuracy (G,), format (G,), ratio."""
     from rollout import sample_groups
-    from verify import verify
     G = group_size
     prompts = [tok.encode(prompt_text(p, r)).ids for p, r in zip(problems, ratios)]
     out = sample_groups(model, prompts, G, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -181,9 +203,9 @@ def sample_and_score(model, tok, problems, ratios, stop_ids, generator):
         tokens, mask = out["tokens"][rows], out["mask"][rows]  # (G, T)
         texts = [tok.decode(t[m].tolist(), skip_special_tokens=True) for t, m in zip(tokens, mask)]
         groups.append(dict(problem=p, ratio=r, prompt=prompts[i], tokens=tokens, mask=mask,
-                           acc=torch.tensor([float(verify(t, p["answer"])) for t in texts]),
-                           fmt=torch.tensor([float("\\boxed{" in t) for t in texts]), texts=texts))
-    return groups  # fmt: the format reward, a \boxed{} answer present
+                           acc=torch.tensor([float(grade(t, p)) for t in texts]),
+                           fmt=torch.tensor([float(format_ok(t)) for t in texts]), texts=texts))
+    return groups
 
 
 def rollout_with_hints(model, tok, problems, step, stop_ids, generator):
@@ -302,7 +324,8 @@ def policy_update(model, optimizer, rows, advantages, ref_model, dev):
     old = sequence_logprobs(model, rows, dev) if ppo_epochs > 1 else None
     ref = sequence_logprobs(ref_model, rows, dev) if kl_coef > 0 else None
     n_tokens, n_rows = all_sum(sum(len(seq) - n for seq, n, _ in rows), sum(len(seq) > n for seq, n, _ in rows))
-    denom = n_tokens if loss_norm == "token" else n_rows  # global normaliser across micro-batches and ranks
+    denom = {"token": n_tokens, "sequence": n_rows, "dr_grpo": n_rows * max_new_tokens}[loss_norm]  # global
+    # normaliser across micro-batches and ranks (dr_grpo: rows x the completion budget, TRL's max_completion_length)
     params, master = list(model.parameters()), optimizer.param_groups[0]["params"]
     stats = []
     for epoch in range(ppo_epochs):
@@ -358,7 +381,7 @@ def evaluate(model, tok, eval_sets, stop_ids, ratio=0.0):
     """Accuracy per split without hints (ratio 0): greedy, except aime24, the mean over aime_samples samples per
     problem. Plus the `easy` and `hard` aggregates (arith levels) or the `mean` over the benchmarks (task=math).
     Under torchrun each rank evaluates every world-th problem and the counts are summed."""
-    from verify import verify
+    from data.datasets import PAPER_BENCHMARKS
     model.eval()
     rank, world = rank_world()
     acc = {}
@@ -366,10 +389,10 @@ def evaluate(model, tok, eval_sets, stop_ids, ratio=0.0):
         mine, k = problems[rank::world], aime_samples if name == "aime24" else 1
         texts = greedy_completions(model, tok, [tok.encode(prompt_text(p, ratio)).ids for p in mine], stop_ids,
                                    samples=k)
-        right, n = all_sum(sum(verify(t, p["answer"]) for t, p in zip(texts, [p for p in mine for _ in range(k)])),
-                           len(texts))
+        right, n = all_sum(sum(grade(t, p) for t, p in zip(texts, [p for p in mine for _ in range(k)])), len(texts))
         acc[name] = right / max(n, 1)
     names = [n for n in benchmarks if n in eval_sets]
+    names = [n for n in names if n in PAPER_BENCHMARKS] or names  # extras (GSM8K) stay out of the paper's mean
     if names:  # the paper's mean: every benchmark weighs the same
         acc["mean"] = sum(acc[n] for n in names) / len(names)
     for split, levels in (("easy", easy_levels), ("hard", hard_levels)):
@@ -430,6 +453,13 @@ def step_probe(model, tok, eval_sets, stop_ids):
     return table
 
 
+def table_columns(eval_sets):
+    """The paper's benchmarks in its order, their mean, then the extras (GSM8K) or the demo's levels and splits."""
+    from data.datasets import PAPER_BENCHMARKS
+    paper = [n for n in PAPER_BENCHMARKS if n in eval_sets]
+    return paper + ["mean"] + [n for n in eval_sets if n not in paper] + ["easy", "hard"]
+
+
 def print_table(title, rows, columns):
     """rows: {row name: {column: value}}; prints a fixed-width table (on rank 0 only, when it has columns)."""
     if rank_world()[0] or not columns:
@@ -449,13 +479,14 @@ def load_task():
     if task == "arith":  # the CPU demo's task (data/arith.py)
         return demo_base.arith_task(train_levels, eval_levels, eval_per_level)
     from data.datasets import math_task  # task=math: a training file in MATH format; the benchmarks in data/
-    return math_task(train_file, train_levels, benchmarks, bench_limit, eval_only)
+    return math_task(train_file, train_levels, benchmarks, bench_limit, eval_only, gpqa_file)
 
 # -----------------------------------------------------------------------------
 # checkpoints (checkpoint.py): atomic, and a killed run resumes from the latest one with --resume=True
 
 RESUME_FREE = ("resume", "out_dir", "threads", "debug", "ckpt_interval", "eval_interval", "probe_per_level",
-               "eval_only", "benchmarks", "bench_limit", "aime_samples", "eval_temperature")  # a resumed run may change
+               "eval_only", "benchmarks", "bench_limit", "aime_samples", "eval_temperature",
+               "gpqa_file")  # a resumed run may change
 
 # -----------------------------------------------------------------------------
 # the loop
@@ -501,7 +532,7 @@ def main(argv):
     # gathered weights in dtype, made once per rollout phase and freed before the update
     sampler = lambda: Qwen2.from_state_dict(model.config, full_state(model, torch_dtype)).eval() if fsdp else model
     summary = {"method": method, "seed": seed, "config": cfg}
-    columns = list(eval_sets) + ["mean", "easy", "hard"]
+    columns = table_columns(eval_sets)
 
     if eval_only:  # the paper's table: one column per benchmark, then the mean
         summary["model"] = os.path.join(ckpt, "model") if ckpt else base_folder

@@ -3,6 +3,7 @@ Answer extraction and equivalence checking for math RL rewards, safe on hostile 
 
     extract_answer(text) -> str | None     the completion's final answer (the extraction contract below)
     verify(completion, gold) -> bool       is the completion's answer equivalent to the gold answer (str, int, float)?
+    verify_choice(completion, letter)      did a multiple-choice completion (GPQA) pick this option letter?
     gold_answer(row, dataset) -> str|None  a dataset row's gold answer, None when empty or unparseable
     is_parseable(answer) -> bool           can verify() score against this gold answer?
 
@@ -226,6 +227,33 @@ def extract_answer(text):
     if before in ("{", "^", "_", "/", "<", ">", "&", "\\") or after in ("}", "^", "_", "/", "&", "\\", "<", ">"):
         return None  # a piece of an expression outside any math span
     return last.group().rstrip(",")
+
+
+_RE_LETTER = re.compile(r"\(?([A-D])\)?(?:$|[.):]\s*)")  # C, (C), C), C. or C) and the option's text
+_RE_WRAP = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf)\s*\{([^{}]*)\}")
+
+
+def extract_choice(text):
+    """The option letter (A-D) a multiple-choice completion chose: its final answer (extract_answer: the last
+    \\boxed{C}, else what follows 'answer is' / 'answer:'), else its last <answer>...</answer> block; None when
+    neither is a letter."""
+    if not isinstance(text, str) or len(text) > MAX_COMPLETION_CHARS:
+        return None
+    tag = text.rsplit("<answer>", 1)[1].split("</answer>")[0] if "<answer>" in text else None
+    for found in (extract_answer(text), tag):
+        found = _RE_WRAP.sub(r"\1", found or "").strip().strip("$*` ")
+        m = _RE_LETTER.match(found)
+        if m:
+            return m.group(1)
+    return None
+
+
+def verify_choice(completion, letter):
+    """True when a multiple-choice completion chose the gold option letter. Never raises."""
+    try:
+        return extract_choice(completion) == letter
+    except Exception:
+        return False
 
 
 # ----------------------------------------------------------------------------------------------------------------

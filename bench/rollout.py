@@ -9,6 +9,8 @@ over wall time, prefill included. transformers is a bench-only dependency (requi
     python bench/rollout.py --threads 1          # when other jobs share the CPU: a second thread that has to wait
                                                  # for a busy core slows small ops by an order of magnitude
     python bench/rollout.py --device cuda --dtype bfloat16
+    python bench/rollout.py --device cuda --dtype bfloat16 --shape 0.5b --new 512 --repeats 2   # bench/device.sh:
+                        # Qwen2.5-0.5B's shape (vocab 151936, 24 layers), 16 prompts x G=8 = the sampler's 128 rows
 The no-cache sampler costs O(T^2) per row, so it runs on the first --nocache-prompts prompts (all G rows each) and
 is compared with ours on that same subset. A last section measures dropping finished rows (compaction) when rows
 stop early, against keeping them in the batch.
@@ -34,6 +36,8 @@ parser.add_argument("--new", type=int, default=128)
 parser.add_argument("--nocache-prompts", type=int, default=1)
 parser.add_argument("--repeats", type=int, default=3, help="best of this many timed runs per sampler")
 parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+parser.add_argument("--shape", default="small", choices=["small", "0.5b"],
+                    help="small: the model above; 0.5b: Qwen2.5-0.5B's config with random weights")
 args = parser.parse_args()
 if args.threads:
     torch.set_num_threads(args.threads)
@@ -42,7 +46,7 @@ SAMPLING = dict(temperature=1.0, top_k=50, top_p=1.0)
 
 config = Qwen2Config(vocab_size=8192, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
                      num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=2048, rope_theta=10000.0,
-                     tie_word_embeddings=True)
+                     tie_word_embeddings=True) if args.shape == "small" else Qwen2Config()  # the defaults: 0.5B
 model = Qwen2.from_config(config, seed=0, dtype=dtype, device=device).eval()
 gen = torch.Generator().manual_seed(0)
 prompts = [torch.randint(0, config.vocab_size, (int(n),), generator=gen).tolist()
@@ -142,4 +146,6 @@ n = int(out["lengths"].sum())
 print(f"early stops ({n} tokens): compaction on (0.75) {t_on:.2f} s {n / t_on:.0f} tok/s, "
       f"off {t_off:.2f} s {n / t_off:.0f} tok/s")
 
-print(f"rollout: speedup_vs_transformers={t_hf / t_ours:.2f} speedup_vs_nocache={t_nc / t_sub:.2f}")
+peak = f" peak_gib={torch.cuda.max_memory_allocated() / 2**30:.1f}" if device.type == "cuda" else ""
+print(f"rollout: speedup_vs_transformers={t_hf / t_ours:.2f} speedup_vs_nocache={t_nc / t_sub:.2f} "
+      f"ours_tok_s={n_tokens / t_ours:.0f}{peak}")

@@ -1,5 +1,6 @@
 # GHPO on a real checkpoint: Qwen2.5-Math-1.5B trained on MATH levels 3-5 with worked solutions (the paper's data),
-# evaluated without hints on AIME24, MATH-500, OlympiadBench, AMC23, Minerva and GSM8K. One 80 GB GPU.
+# evaluated without hints on the paper's six benchmarks (AIME24, MATH-500, OlympiadBench, AMC23, Minerva, GPQA-Diamond:
+# its CSV is not shipped, README) and GSM8K as an extra. One 80 GB GPU.
 # Hyperparameters: GHPO_SPEC.md "Hyperparameters of the released 7B recipe", with the batch scaled down to one GPU.
 # Put the Hugging Face folder (config.json, *.safetensors, tokenizer.json) at init_from, or pass --init_from=PATH.
 out_dir = "out/qwen2.5-math-1.5b"
@@ -15,7 +16,7 @@ chat_template = True
 system_prompt = ("You are a helpful AI Assistant that provides well-reasoned and detailed responses. You first think "
                  "about the reasoning process as an internal monologue and then provide the user with the answer. "
                  "Respond in the following format: <think>\n...\n</think>\n<answer>\n...\n</answer>")
-benchmarks = ("aime24", "math500", "olympiadbench", "amc23", "minerva", "gsm8k")
+benchmarks = ("aime24", "math500", "olympiadbench", "amc23", "minerva", "gpqa_diamond", "gsm8k")
 bench_limit = 0               # all rows; --bench_limit=50 for a quick look
 aime_samples = 32             # the paper's AIME24 number is the mean over 32 samples
 # sampling and reward (recipe)
@@ -24,7 +25,8 @@ max_new_tokens = 2048
 temperature = 1.0
 top_k = 50
 top_p = 1.0
-format_reward = 0.5           # accuracy 1.0 + format 0.5
+format_reward = 0.5           # the paper's reward: accuracy 1.0 + format 0.5, the format being the released code's test
+format_pattern = r"^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$"  # of the system prompt's tag format
 method = "ghpo"
 hint_ratios = (0.25, 0.5, 0.75)
 start_hint_step = 0

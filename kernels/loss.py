@@ -2,8 +2,9 @@
 The GHPO policy loss (GHPO_SPEC "The objective", paper Eq. 1) as one fused op from final hidden states to a scalar.
 Per completion token t of sequence i, with ratio p = exp(logp - logp_old):
     l = -min(p * A_i, clip(p, 1 - eps_low, 1 + eps_high) * A_i) + beta * KL_k3,   KL_k3 = exp(ref - logp) - (ref - logp) - 1
-normalised over tokens (norm="token": sum of l / number of tokens, the released code's "bnpo") or per sequence
-(norm="sequence": Eq. 1's 1/G sum_i 1/|o_i| sum_t l). Either way loss = sum_t c_t * l_t with a per-token weight c_t.
+normalised over tokens (norm="token": sum of l / number of tokens, the released code's "bnpo"), per sequence
+(norm="sequence": Eq. 1's 1/G sum_i 1/|o_i| sum_t l) or by a constant (norm="dr_grpo": sum of l / (rows x the
+completion budget), TRL's "dr_grpo", Liu et al. 2025). Every way loss = sum_t c_t * l_t with a per-token weight c_t.
 
 Because the loss is a scalar, each chunk of rows computes its logits, log-sum-exp, loss terms and d loss / d logits in
 the forward and turns them straight into grad_hidden and grad_weight (accumulated); backward only scales those by
@@ -22,7 +23,7 @@ from model import onednn_linear, use_onednn
 from kernels.logprob import INTERPRET, check_head_inputs, chunk_logits, chunk_rows, logits_tile, logprobs_reference, \
     resolve_impl, tile_sizes
 
-NORMS = ("token", "sequence")
+NORMS = ("token", "sequence", "dr_grpo")
 
 
 def check_loss_inputs(hidden, weight, targets, mask, advantages, old_logp, ref_logp, eps_low, eps_high, beta,
@@ -49,11 +50,15 @@ def check_loss_inputs(hidden, weight, targets, mask, advantages, old_logp, ref_l
 
 def token_weights(mask, norm, denom=None):
     """(B, T) float32 c with loss = sum(c * l). token: mask / denom (default: the number of completion tokens);
-    sequence: mask / (|o_i| * denom) (default denom: B), Eq. 1's per-sequence mean. denom lets gradient
-    accumulation over micro-batches divide by a global count instead of each micro-batch's own."""
+    sequence: mask / (|o_i| * denom) (default denom: B), Eq. 1's per-sequence mean; dr_grpo: mask / denom (default:
+    B * T, the formula when the (B, T) tensors hold completions padded to the budget; a caller whose rows also hold
+    prompts passes rows * max_new_tokens). denom lets gradient accumulation over micro-batches divide by a global
+    count instead of each micro-batch's own."""
     m = mask.float()  # (B, T)
     if norm == "token":
         return m / (m.sum().clamp(min=1) if denom is None else denom)
+    if norm == "dr_grpo":  # a constant: no sequence's tokens weigh more for being few (no length bias)
+        return m / (m.numel() if denom is None else denom)
     lengths = m.sum(1, keepdim=True).clamp(min=1)  # (B, 1) |o_i|
     return m / lengths / (m.shape[0] if denom is None else denom)
 
@@ -87,6 +92,8 @@ def policy_loss_reference(hidden, weight, targets, mask, advantages, old_logp=No
     m = mask.float()
     if norm == "token":  # sum over all completion tokens / their number (or the caller's denom)
         loss = (l * m).sum() / (m.sum().clamp(min=1) if denom is None else denom)
+    elif norm == "dr_grpo":  # sum over all completion tokens / (rows x budget), a constant
+        loss = (l * m).sum() / (B * T if denom is None else denom)
     else:  # mean over sequences (or / the caller's denom) of each sequence's token mean
         loss = ((l * m).sum(1) / m.sum(1).clamp(min=1)).sum() / (B if denom is None else denom)
     return loss, stats_from(m, logp, entropy, obj_clipped < obj, kl)

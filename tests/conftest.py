@@ -18,3 +18,15 @@ def restore_ghpo_config():
     for m, values in saved:
         for k, v in values.items():
             setattr(m, k, v)
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer_file(tmp_path_factory):
+    """The real Qwen2.5 tokenizer.json, converted once per session from qwen-agent's ranks (data/qwen_tokenizer.py;
+    a few seconds). Skips with the install line when qwen-agent (requirements-dev.txt) is missing."""
+    from data import qwen_tokenizer
+    try:
+        ranks = qwen_tokenizer.ranks_path()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    return qwen_tokenizer.write_tokenizer(str(tmp_path_factory.mktemp("qwen_tok")), qwen_tokenizer.read_ranks(ranks))

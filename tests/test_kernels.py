@@ -19,13 +19,14 @@ from kernels.logprob import logprobs_reference, logprobs_triton
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QWEN_VOCAB = 151936
 
-# loss settings: ratio 1 (the released code); clipped ratios + KL + temperature; both norms with a caller's denom
+# loss settings: ratio 1 (the released code); clipped ratios + KL + temperature; the norms with a caller's denom
 LOSS_CASES = {
     "ratio1": dict(),
     "clip_kl_temperature": dict(old_noise=0.4, ref_noise=0.5, beta=0.1, temperature=0.7),
     "sequence_denom": dict(old_noise=0.4, ref_noise=0.5, beta=0.05, eps_low=0.1, eps_high=0.3, norm="sequence",
                            denom=5.0),
     "token_denom": dict(old_noise=0.4, temperature=1.3, denom=37.0),
+    "dr_grpo_denom": dict(old_noise=0.4, ref_noise=0.5, beta=0.05, norm="dr_grpo", denom=60.0),
 }
 
 
@@ -116,6 +117,21 @@ def test_chunked_policy_loss_bfloat16_and_qwen_vocab():
     check_loss(tensors, settings, "torch", loss_tol=1e-4, grad_tol=1e-4)
     tensors, settings = loss_inputs(3, 13, 40, 1000, torch.bfloat16, **LOSS_CASES["sequence_denom"])
     check_loss(tensors, settings, "torch", loss_tol=1e-3, grad_tol=1e-2, chunk_size=7)
+
+
+@pytest.mark.parametrize("impl", ["torch", "reference"])
+def test_dr_grpo_divides_by_rows_times_budget(impl):
+    """TRL's dr_grpo: sum over completion tokens of l / (rows x max completion length), written out here."""
+    tensors, settings = loss_inputs(3, 13, 40, 1000, torch.float32, old_noise=0.4)
+    hidden, weight, targets, mask, adv, old, _ = tensors
+    logp = torch.log_softmax(hidden.float() @ weight.float().T, -1).gather(-1, targets[..., None])[..., 0]  # (B, T)
+    ratio = torch.exp(logp - old)
+    l = -torch.minimum(ratio * adv[:, None], ratio.clamp(0.8, 1.2) * adv[:, None])  # (B, T)
+    for denom, want in ((None, (l * mask).sum() / (3 * 13)), (3 * 20, (l * mask).sum() / 60)):
+        loss, _ = policy_loss(hidden, weight, targets, mask, adv, old, norm="dr_grpo", denom=denom, impl=impl)
+        assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    token, _ = policy_loss(hidden, weight, targets, mask, adv, old, norm="token", impl=impl)
+    assert token.item() * mask.sum().item() == pytest.approx(loss.item() * 60, rel=1e-5)  # both: sum(l * mask)
 
 
 def test_masked_tokens_carry_no_loss_or_gradient():

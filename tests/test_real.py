@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -15,8 +16,9 @@ import torch
 from safetensors.torch import load_file
 
 import ghpo
-from data.datasets import BENCHMARKS
+from data.datasets import BENCHMARKS, PAPER_BENCHMARKS
 from helpers import byte_bpe_tokenizer, sampled
+from test_gpqa import ROWS as GPQA_ROWS, write_csv
 from model import Qwen2, Qwen2Config, load_tokenizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,7 +67,8 @@ def weights(folder):
 
 def test_real_config_trains_then_evaluates_every_benchmark(tiny, tmp_path, capsys):
     out = tmp_path / "run"
-    summary = ghpo.main(real_args(tiny, out, "--rl_steps=2", "--bench_limit=2", "--aime_samples=2"))
+    gpqa = f"--gpqa_file={write_csv(tmp_path / 'gpqa.csv', GPQA_ROWS)}"  # written rows: GPQA is not shipped
+    summary = ghpo.main(real_args(tiny, out, "--rl_steps=2", "--bench_limit=2", "--aime_samples=2", gpqa))
     # the config's settings reached the loop: chat template with the recipe's system prompt, bfloat16
     assert ghpo.chat_template and ghpo.system_prompt.startswith("You are a helpful AI Assistant")
     assert ghpo.dtype == "bfloat16" and ghpo.task == "math"
@@ -75,7 +78,8 @@ def test_real_config_trains_then_evaluates_every_benchmark(tiny, tmp_path, capsy
     for key in ("eval_before", "eval_after"):
         assert set(summary[key]) == names | {"mean"}
         assert all(0.0 <= v <= 1.0 for v in summary[key].values())
-        assert summary[key]["mean"] == pytest.approx(sum(summary[key][n] for n in names) / len(names))
+        paper = [summary[key][n] for n in PAPER_BENCHMARKS]  # the paper's six; GSM8K stays out of the mean
+        assert len(paper) == 6 and summary[key]["mean"] == pytest.approx(sum(paper) / 6)
     lines = metrics(out)
     assert [l["step"] for l in lines] == [0, 1] and all(l["skipped_updates"] == 0 for l in lines)
     assert any(l["grad_norm"] > 0 for l in lines)  # mixed rewards: a real update happened ...
@@ -90,24 +94,78 @@ def test_real_config_trains_then_evaluates_every_benchmark(tiny, tmp_path, capsy
     # eval-only on the trained model (a Hugging Face folder with its tokenizer): the paper-shaped table
     ev = tmp_path / "eval"
     summary = ghpo.main(real_args(tiny, ev, f"--init_from={out / 'model'}", "--eval_only=True", "--bench_limit=3",
-                                  "--aime_samples=2"))
+                                  "--aime_samples=2", gpqa))
     table = capsys.readouterr().out
     header = next(l.split() for l in table.splitlines() if l.split()[:1] == ["aime24"])
-    assert header == ["aime24", "math500", "olympiadbench", "amc23", "minerva", "gsm8k", "mean"]
-    assert table.splitlines()[-1].split()[0] == "model" and len(table.splitlines()[-1].split()) == 8
+    assert header == ["aime24", "math500", "olympiadbench", "amc23", "minerva", "gpqa_diamond", "mean", "gsm8k"]
+    assert table.splitlines()[-1].split()[0] == "model" and len(table.splitlines()[-1].split()) == 9
     saved = json.loads((ev / "summary.json").read_text())
     assert set(saved["eval"]) == names | {"mean"} and saved["eval_rows"] == {n: 3 for n in names}
     assert saved["eval"] == summary["eval"] and not os.path.exists(ev / "metrics.jsonl")
 
 
-def test_benchmark_files_load_and_limit():
+def test_benchmark_files_load_and_limit(tmp_path, capsys):
+    ghpo.gpqa_file = write_csv(tmp_path / "gpqa.csv", GPQA_ROWS)
     for name, (file, fmt) in BENCHMARKS.items():
         ghpo.task, ghpo.benchmarks, ghpo.bench_limit, ghpo.eval_only = "math", (name,), 4, True
         _, evals = ghpo.load_task()
         assert list(evals) == [name] and len(evals[name]) == 4 and all(p["answer"] for p in evals[name])
+    ghpo.gpqa_file = str(tmp_path / "absent.csv")  # not shipped: skipped with one line
+    capsys.readouterr()
+    assert ghpo.load_task()[1] == {}
+    assert capsys.readouterr().out.strip().splitlines() == [
+        f"gpqa_diamond: skipped, no file {ghpo.gpqa_file!r} (not shipped; the README says where to get it)"]
     ghpo.benchmarks = ("aime24", "mmlu")
     with pytest.raises(ValueError, match="benchmarks: unknown mmlu"):
         ghpo.load_task()
+
+SPEC_FORMAT = r"^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$"  # GHPO_SPEC.md: the released code's test
+
+
+@pytest.mark.parametrize("text, ok", [
+    ("<think>\nsteps\n</think>\n<answer>\n\\boxed{5}\n</answer>", True),
+    ("<think>\n\n</think>\n<answer>\n\n</answer>", True),  # empty sections
+    ("<think>\na\n\nb\n</think>\n<answer>\n5\n</answer>\nwhat follows", True),  # re.match: a later line is free
+    ("<think>\na\n</think>\n<answer>\n5\n</answer> tail", False),  # the closing tag must end its line
+    (" <think>\na\n</think>\n<answer>\n5\n</answer>", False),  # anything before <think>
+    ("<think>a\n</think>\n<answer>\n5\n</answer>", False),  # no newline after <think>
+    ("<think>\na\n</think>\n\n<answer>\n5\n</answer>", False),  # a blank line between the blocks
+    ("<think>\na\n</think>\n<answer>\n5</answer>", False),  # no newline before </answer>
+    ("<think>\na\n</think>\n<answer>\n5\n", False),  # cut off before </answer>
+    ("<answer>\n5\n</answer>", False), ("\\boxed{5}", False),
+])
+def test_format_pattern_of_the_real_config_is_the_released_codes(text, ok):
+    ghpo.configure(["--config", "qwen2.5-math-1.5b.py"])
+    assert ghpo.format_pattern == SPEC_FORMAT and ghpo.format_reward == 0.5
+    assert ghpo.format_ok(text) == ok == bool(re.match(SPEC_FORMAT, text, re.DOTALL | re.MULTILINE))
+
+
+def test_format_pattern_default_and_bad_pattern():
+    ghpo.configure([])  # the demo's: a \boxed{} answer anywhere
+    assert [ghpo.format_ok(t) for t in ("x\ny \\boxed{3} z", "\\boxed{", "boxed{3}", "\\boxed 3", "")] == \
+        [True, True, False, False, False]
+    with pytest.raises(ValueError, match=r"format_pattern: not a regular expression .*'\(<think>'"):
+        ghpo.configure(["--format_pattern=(<think>"])
+
+
+def test_dr_grpo_normalises_by_rows_times_the_budget(tiny):
+    """loss_norm='dr_grpo' divides the summed token loss by rows x max_new_tokens, whatever the completions' lengths:
+    its gradient is the token-mean gradient times n_tokens / (rows x max_new_tokens)."""
+    tok = load_tokenizer(tiny["folder"])
+    prompt = tok.encode("What is 1+1?").ids
+    rows = [(prompt + tok.encode(" 2 \\boxed{2}").ids, len(prompt), 0), (prompt + tok.encode(" 3").ids, len(prompt), 0)]
+    n_tokens = sum(len(seq) - n for seq, n, _ in rows)
+    norms = {}
+    for norm in ("token", "dr_grpo"):
+        model = Qwen2.from_pretrained(tiny["folder"])
+        ghpo.configure([f"--loss_norm={norm}", "--max_new_tokens=40", "--grad_clip=1e9", "--micro_batch=1"])
+        opt = torch.optim.AdamW(model.parameters(), lr=0.0)
+        norms[norm], _, updated = ghpo.policy_update(model, opt, rows, torch.tensor([1.0, -1.0]), None, "cpu")
+        assert updated
+    assert norms["dr_grpo"] == pytest.approx(norms["token"] * n_tokens / (2 * 40), rel=1e-5)
+    with pytest.raises(ValueError, match="loss_norm must be one of token, sequence, dr_grpo, got 'bnpo'"):
+        ghpo.configure(["--loss_norm=bnpo"])
+
 
 # ---- exact resume after a kill
 
