@@ -14,7 +14,7 @@ At evaluation there are no hints. `method` switches to the paper's baselines: gr
 Around this file: configurator.py reads the settings, checkpoint.py writes and resumes checkpoints, distributed.py
 joins torchrun's ranks, and data/demo_base.py trains the CPU demo's base model (with settings of its own).
 
-    python ghpo.py --config small.py                          # CPU demo: base model by SFT, then GHPO
+    python ghpo.py --config small.py                          # CPU demo: the shipped base model, then GHPO
     python ghpo.py --config small.py --method=grpo --seed=3 --out_dir=out/x
     python ghpo.py --config qwen2.5-math-1.5b.py                 # a real checkpoint on MATH levels 3-5 (one GPU)
     python ghpo.py --config qwen2.5-math-1.5b.py --resume=True   # continue from out_dir's latest checkpoint
@@ -35,6 +35,7 @@ import torch
 
 import checkpoint
 import configurator
+import probes
 from configurator import UsageError
 from data import demo_base
 from distributed import all_gather, all_sum, close, full_state, rank_world, setup, shard, sync_grads  # torchrun
@@ -403,56 +404,6 @@ def evaluate(model, tok, eval_sets, stop_ids, ratio=0.0):
     return acc
 
 
-def hint_probe(model, tok, eval_sets, stop_ids):
-    """The base model's accuracy per level with a hint of each ratio: does GHPO have anything to work with?"""
-    sets = {k: v[:probe_per_level] for k, v in eval_sets.items()}
-    return {str(w): evaluate(model, tok, sets, stop_ids, ratio=w) for w in (0.0,) + tuple(hint_ratios)}
-
-
-@torch.no_grad()
-def pass_probe(model, tok, eval_sets, stop_ids):
-    """pass@G per level with a hint of each ratio: the fraction of problems for which at least one of G samples, drawn
-    as RL draws them (temperature, top_k, top_p), is correct. At ratio 0 it says whether GRPO gets any signal on a
-    level (a greedy accuracy of .01 can hide a pass@8 of .1); at the hint ratios, how often GHPO's hints rescue a
-    group that fails without one."""
-    from verify import verify
-    generator = torch.Generator(device=model.lm_head.weight.device).manual_seed(seed)
-    table = {}
-    for w in (0.0,) + tuple(hint_ratios):
-        table[str(w)] = {}
-        for name, problems in eval_sets.items():
-            groups = sample_and_score(model, tok, problems[:probe_per_level], [w] * len(problems[:probe_per_level]),
-                                      stop_ids, generator)
-            table[str(w)][name] = sum(bool(g["acc"].sum()) for g in groups) / max(len(groups), 1)
-        for split, levels in (("easy", easy_levels), ("hard", hard_levels)):
-            names = [f"L{lv}" for lv in levels if f"L{lv}" in table[str(w)]]
-            if names:
-                table[str(w)][split] = sum(table[str(w)][n] for n in names) / len(names)
-    return table
-
-
-def step_probe(model, tok, eval_sets, stop_ids):
-    """Accuracy of solution step k (a line of the reference solution) given the correct steps before it, per level:
-    tells whether late steps are the weak ones, i.e. whether hints leave the model something to practise."""
-    table = {}
-    for name, problems in eval_sets.items():
-        cases = []
-        for p in problems[:probe_per_level]:
-            lines = p["solution"].split("\n")
-            for k in range(len(lines)):
-                done = "\n".join(lines[:k]) + ("\n" if k else "")
-                cases.append((k + 1, tok.encode(prompt_text(p)).ids + tok.encode(done).ids, lines[k]))
-        if not cases:
-            continue
-        n_new = max(len(tok.encode(want).ids) for _, _, want in cases) + 1
-        got = greedy_completions(model, tok, [c[1] for c in cases], stop_ids, n_new=n_new)
-        per_step = {}
-        for (k, _, want), text in zip(cases, got):
-            per_step.setdefault(k, []).append(text.split("\n")[0].strip() == want.strip())
-        table[name] = {str(k): sum(v) / len(v) for k, v in sorted(per_step.items())}
-    return table
-
-
 def table_columns(eval_sets):
     """The paper's benchmarks in its order, their mean, then the extras (GSM8K) or the demo's levels and splits."""
     from data.datasets import PAPER_BENCHMARKS
@@ -546,7 +497,7 @@ def main(argv):
         close()
         return summary
 
-    # before RL: the base model's accuracy, and the two diagnostics (a resumed run has them in its checkpoint)
+    # before RL: the base model's accuracy, and the diagnostics (a resumed run has them in its checkpoint)
     if state:
         summary |= state["summary"]
     else:
@@ -555,16 +506,8 @@ def main(argv):
     print_table("eval before RL (no hints)", {"base": summary["eval_before"]}, columns)
     if master and task == "arith":
         demo_base.check_recorded(base_folder, summary["eval_before"])  # a shipped base: is it the measured model?
-    if probe_per_level and task == "arith" and not state:
-        probed = sampler()
-        summary["hint_probe"] = hint_probe(probed, tok, eval_sets, stop_ids)
-        print_table("hint probe: base accuracy with a hint of each ratio", summary["hint_probe"], columns)
-        summary["pass_probe"] = pass_probe(probed, tok, eval_sets, stop_ids)
-        print_table(f"pass@{group_size} probe: a correct sample among {group_size} (temperature {temperature}), per "
-                    f"hint ratio", summary["pass_probe"], columns)
-        summary["step_probe"] = step_probe(probed, tok, eval_sets, stop_ids)
-        steps = sorted({k for v in summary["step_probe"].values() for k in v}, key=int)
-        print_table("step probe: accuracy of step k given the correct steps before it", summary["step_probe"], steps)
+    if probe_per_level and task == "arith" and not state:  # does GHPO have anything to work with? (probes.py)
+        summary |= probes.run_all(sys.modules[__name__], sampler(), tok, eval_sets, stop_ids, columns)
 
     order = problem_order(train)
     generator = torch.Generator(device=dev).manual_seed(seed + 100003 * rank)  # one sampling stream per rank

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import ghpo
+import probes
 from data import demo_base
 import rollout
 from data.arith import build_tokenizer, level_problems, make_splits
@@ -128,11 +129,11 @@ def test_pass_probe_counts_problems_with_any_correct_sample(tok, scripted):
     problems, calls = scripted  # needs no hint, 0.25, 0.5, 0.75, and one no hint rescues
     ghpo.hard_levels, ghpo.easy_levels, ghpo.probe_per_level = (5,), (1,), 100
     cpu_model = types.SimpleNamespace(lm_head=torch.nn.Linear(1, 1))  # the scripted sampler never calls it
-    table = ghpo.pass_probe(cpu_model, tok, {"L5": problems}, stop_ids=[])
+    table = probes.pass_probe(ghpo, cpu_model, tok, {"L5": problems}, stop_ids=[])
     assert {w: table[w]["L5"] for w in table} == {"0.0": 0.2, "0.25": 0.4, "0.5": 0.6, "0.75": 0.8}
     assert all(table[w]["hard"] == table[w]["L5"] for w in table) and "easy" not in table["0.0"]
     ghpo.probe_per_level = 2  # only the first problems of each level are probed
-    assert ghpo.pass_probe(cpu_model, tok, {"L5": problems}, stop_ids=[])["0.25"]["L5"] == 1.0
+    assert probes.pass_probe(ghpo, cpu_model, tok, {"L5": problems}, stop_ids=[])["0.25"]["L5"] == 1.0
 
 
 def test_mechanism_metrics():
