@@ -106,7 +106,8 @@ def rotary_cos_sin(positions, head_dim, theta, dtype):
     return emb.cos().to(dtype)[:, None], emb.sin().to(dtype)[:, None]  # (B, 1, T, D) each
 
 
-ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+ONEDNN = (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+          and os.environ.get("GHPO_ONEDNN", "1") != "0")  # GHPO_ONEDNN=0: torch's default GEMMs (to measure)
 
 
 def use_onednn(x):
