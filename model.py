@@ -106,50 +106,6 @@ def rotary_cos_sin(positions, head_dim, theta, dtype):
     return emb.cos().to(dtype)[:, None], emb.sin().to(dtype)[:, None]  # (B, 1, T, D) each
 
 
-ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
-def use_onednn(x):
-    """Whether dense() may take oneDNN's float32 GEMM: about twice MKL's speed on AVX-512 CPUs where MKL keeps to its
-    AVX2 code (AMD EPYC; bench/step.py). It sums in another order (~1e-6 relative), so Qwen2.forward takes it only
-    through the KV cache (the sampler) and in training mode (see there): eval-mode full forwards stay bit-identical
-    to transformers."""
-    return ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32
-
-
-def onednn_linear(x, weight, bias=None):
-    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")  # x @ weight^T + bias
-
-
-class OneDNNLinear(torch.autograd.Function):
-    """x @ W^T + b with oneDNN GEMMs both ways: grad_x = grad_y @ W, grad_W = grad_y^T @ x (transposed views, which
-    oneDNN reads without a copy), grad_b = column sums of grad_y."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias):
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        return onednn_linear(x, weight, bias)
-
-    @staticmethod
-    def backward(ctx, gy):
-        x, weight = ctx.saved_tensors
-        gy2 = gy.reshape(-1, gy.shape[-1])  # (M, N)
-        gx = onednn_linear(gy, weight.T) if ctx.needs_input_grad[0] else None  # (..., K)
-        gw = onednn_linear(gy2.T, x.reshape(-1, x.shape[-1]).T) if ctx.needs_input_grad[1] else None  # (N, K)
-        gb = gy2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None  # (N,)
-        return gx, gw, gb
-
-
-def dense(x, layer, onednn=False):
-    """layer(x) for an nn.Linear, through oneDNN when onednn (with its own backward when grad is on)."""
-    if not onednn:
-        return layer(x)
-    if torch.is_grad_enabled():
-        return OneDNNLinear.apply(x, layer.weight, layer.bias)
-    return onednn_linear(x, layer.weight, layer.bias)
-
-
 def apply_rotary(x, cos, sin):
     x1, x2 = x.chunk(2, dim=-1)
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin  # rotate-half convention of Qwen2
@@ -165,15 +121,15 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(config.hidden_size, self.n_kv_head * self.head_dim, bias=True)
         self.o_proj = nn.Linear(self.n_head * self.head_dim, config.hidden_size, bias=False)
 
-    def forward(self, x, cos, sin, kv=None, slots=None, mask=None, onednn=False):
+    def forward(self, x, cos, sin, kv=None, slots=None, mask=None):
         """x (B, T, C). Without kv: causal self-attention over x. With kv=(k_cache, v_cache) of shape
         (B, Hkv, Tmax, D): writes this call's keys/values at the flat cache rows `slots` (B*Hkv*T,) (see
         Qwen2.forward) and attends to the first S cache slots under the additive mask (B, 1, T, S) (0 where key j is
         visible from slot s, i.e. j <= s, else -inf)."""
         B, T, _ = x.shape
-        q = dense(x, self.q_proj, onednn).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = dense(x, self.k_proj, onednn).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
-        v = dense(x, self.v_proj, onednn).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if kv is not None:
             k_cache, v_cache = kv
@@ -182,10 +138,10 @@ class Attention(nn.Module):
             k, v = k_cache[:, :, :mask.shape[-1]], v_cache[:, :, :mask.shape[-1]]  # (B, Hkv, S, D)
             if T == 1 and x.device.type == "cpu":  # decoding: plain matmuls beat SDPA's CPU kernel for one query
                 y = decode_attention(q, k, v, mask)  # (B, H, 1, D)
-                return dense(y.view(B, 1, self.n_head * self.head_dim), self.o_proj, onednn)
+                return self.o_proj(y.view(B, 1, self.n_head * self.head_dim))
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=kv is None,
                                            enable_gqa=self.n_head != self.n_kv_head)  # (B, H, T, D)
-        return dense(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim), self.o_proj, onednn)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim))
 
 
 def decode_attention(q, k, v, mask):
@@ -205,8 +161,8 @@ class MLP(nn.Module):
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
 
-    def forward(self, x, onednn=False):
-        return dense(F.silu(dense(x, self.gate_proj, onednn)) * dense(x, self.up_proj, onednn), self.down_proj, onednn)
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class Block(nn.Module):
@@ -217,9 +173,9 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, kv=None, slots=None, mask=None, onednn=False):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, kv, slots, mask, onednn)
-        return x + self.mlp(self.post_attention_layernorm(x), onednn)
+    def forward(self, x, cos, sin, kv=None, slots=None, mask=None):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, kv, slots, mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
 
 # -----------------------------------------------------------------------------
 # the model
@@ -271,10 +227,6 @@ class Qwen2(nn.Module):
                 raise ValueError(f"position {span - 1} is beyond the KV cache length {kv_cache[0].shape[3]}")
         x = self.model.embed_tokens(idx)  # (B, T, C)
         slots = mask = None
-        # oneDNN GEMMs for the sampler (KV cache) and for every training-mode forward, the policy update's with grad
-        # and its no-grad old log-probs alike, so the PPO ratio starts at 1 to the bit; eval mode (the parity
-        # tests, a frozen reference model) keeps torch's default GEMMs, bit-identical to transformers
-        onednn = (kv_cache is not None or self.training) and use_onednn(x)
         if kv_cache is not None:  # built once, shared by every layer
             visible = torch.arange(span, device=idx.device) <= positions[:, :, None]  # (B, T, S)
             mask = torch.zeros(visible.shape, dtype=x.dtype, device=idx.device).masked_fill_(~visible, float("-inf"))
@@ -285,9 +237,9 @@ class Qwen2(nn.Module):
         cos, sin = rotary_cos_sin(positions, self.config.head_dim, self.config.rope_theta, x.dtype)
         for i, block in enumerate(self.model.layers):
             kv = None if kv_cache is None else (kv_cache[0][i], kv_cache[1][i])
-            x = block(x, cos, sin, kv, slots, mask, onednn)
+            x = block(x, cos, sin, kv, slots, mask)
         h = self.model.norm(x)  # (B, T, C)
-        return h if return_hidden else dense(h, self.lm_head, onednn)  # (B, T, V)
+        return h if return_hidden else self.lm_head(h)  # (B, T, V)
 
     def new_kv_cache(self, batch_size, max_len):
         """Preallocated keys and values for every layer: two tensors (L, B, Hkv, max_len, D)."""

@@ -10,8 +10,6 @@ copied to its G rows, and then all P*G rows decode one token per step. Rows that
 import torch
 import torch.nn.functional as F
 
-from model import dense, use_onednn
-
 # -----------------------------------------------------------------------------
 # input checks
 
@@ -112,7 +110,7 @@ def sample_groups(model, prompts, G, max_new_tokens, temperature=1.0, top_k=0, t
     kv = model.new_kv_cache(P, max_len)
     h = model(padded, kv_cache=kv, pos=torch.zeros(P, dtype=torch.long, device=device), return_hidden=True)
     h_last = h[torch.arange(P, device=device), prompt_lens - 1]  # (P, C) hidden state at each prompt's last token
-    logits = dense(h_last, model.lm_head, use_onednn(h_last)).float().repeat_interleave(G, 0)  # (N, V)
+    logits = model.lm_head(h_last).float().repeat_interleave(G, 0)  # (N, V)
     kv = tuple(c.repeat_interleave(G, dim=1) for c in kv)  # (L, N, Hkv, max_len, D) each
 
     # decode: batch row b is output row rows[b]; it writes its next token at position pos[b]
@@ -141,7 +139,7 @@ def sample_groups(model, prompts, G, max_new_tokens, temperature=1.0, top_k=0, t
             kv = tuple(c.index_select(1, keep) for c in kv)
         # feed the sampled tokens; a finished row still in the batch rewrites its own last slot and is ignored
         h = model(token[:, None], kv_cache=kv, pos=pos, return_hidden=True)  # (B, 1, C)
-        logits = dense(h[:, 0], model.lm_head, use_onednn(h)).float()  # (B, V)
+        logits = model.lm_head(h[:, 0]).float()  # (B, V)
         pos = pos + alive
 
     T = int(lengths.max())

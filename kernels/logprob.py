@@ -14,7 +14,6 @@ import torch
 import triton
 import triton.language as tl
 
-from model import onednn_linear, use_onednn
 
 # TRITON_INTERPRET=1 (set before triton is imported) runs kernels on the CPU through numpy: a correctness tool only.
 # The interpreter gets bf16 arithmetic wrong, so loads are upcast to float32 there, and its cost is per program and
@@ -84,12 +83,9 @@ def logprobs_reference(hidden, weight, targets, temperature=1.0):
 
 
 def chunk_logits(h, w, temperature, storage=None):
-    """h (C, H), w (V, H) float32 -> temperature-scaled logits (C, V). On the CPU through oneDNN where it has it
-    (model.use_onednn: 1.5-1.6x MKL's speed for the fused loss and log-probs on AMD EPYC), in fresh memory. Else a view
-    of (V, C) memory: MKL runs that orientation faster for small C; storage: a flat float32 tensor of >= V*C elements
-    reused across chunks, which spares the page faults that fresh allocations above malloc's mmap threshold pay."""
-    if use_onednn(h):
-        return onednn_linear(h / temperature, w)  # (C, V)
+    """h (C, H), w (V, H) float32 -> temperature-scaled logits (C, V), a view of (V, C) memory: MKL runs that
+    orientation faster for small C; storage: a flat float32 tensor of >= V*C elements reused across chunks, which
+    spares the page faults that fresh allocations above malloc's mmap threshold pay."""
     C, V = h.shape[0], w.shape[0]
     out = None if storage is None else storage[:V * C].view(V, C)
     return torch.mm(w, (h / temperature).T, out=out).T  # dividing the small operand divides the logits
@@ -102,8 +98,7 @@ def logprobs_chunked(hidden, weight, targets, temperature=1.0, return_entropy=Fa
     logp = torch.empty(N, dtype=torch.float32, device=hidden.device)
     entropy = torch.empty(N, dtype=torch.float32, device=hidden.device) if return_entropy else None
     C = min(chunk_rows(V, chunk_size), max(N, 1))
-    mkl = not use_onednn(w)  # oneDNN writes its logits to fresh memory; MKL's go to a buffer reused by every chunk
-    storage = [torch.empty(V * C, device=hidden.device) if mkl or k else None for k in range(1 + return_entropy)]
+    storage = [torch.empty(V * C, device=hidden.device) for _ in range(1 + return_entropy)]  # reused by every chunk
     for i in range(0, N, C):
         c = min(C, N - i)
         z = chunk_logits(hidden[i:i + c].float(), w, temperature, storage[0])  # (c, V)
@@ -117,7 +112,6 @@ def logprobs_chunked(hidden, weight, targets, temperature=1.0, return_entropy=Fa
         else:
             lse = m + z.sub_(m).exp_().sum(dim=-1, keepdim=True).log()  # in place: the logits are spent
         logp[i:i + c] = (z_target - lse)[:, 0]
-        del z  # oneDNN's logits are fresh memory: free them before the next chunk's
     return logp, entropy
 
 # -----------------------------------------------------------------------------

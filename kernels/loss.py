@@ -19,7 +19,6 @@ import torch
 import triton
 import triton.language as tl
 
-from model import onednn_linear, use_onednn
 from kernels.logprob import INTERPRET, check_head_inputs, chunk_logits, chunk_rows, logits_tile, logprobs_reference, \
     resolve_impl, tile_sizes
 
@@ -126,14 +125,13 @@ def chunk_grads_torch(h, w, targets, coef, adv, old_logp, ref_logp, stats, eps_l
     d logp / d z_v = onehot_v - p_v, the gradient of the logits factors, so only one (C, V) buffer exists:
         grad_h = g / T * (w_target - E_p[w_v]),   grad_w = scatter(targets, g h / T) - p^T (g h / T)
     and E_p[w_v] = p @ w is the same GEMM that dlogits @ w would be; it also gives the entropy: E_p[z] = h / T . E_p[w_v].
-    The two GEMMs that produce (C, V) logits and (C, H) outputs go through oneDNN where it has it (model.use_onednn); the
-    grad_weight update stays an in-place addmm_ (oneDNN has no out=; it was ~10% faster there, not worth a (V, H) temp)."""
+    The grad_weight update is an in-place addmm_, no (V, H) temporary."""
     z = chunk_logits(h, w, temperature, storage)  # (C, V)
     m = z.amax(dim=-1, keepdim=True)  # (C, 1)
     z_target = z.gather(1, targets[:, None])[:, 0]  # (C,)
     e = z.sub_(m).exp_()  # (C, V) exp(z - m), in place: the logits are spent
     s = e.sum(dim=-1, keepdim=True)  # (C, 1); the softmax is p = e / s
-    pw = (onednn_linear(e, w.T) if use_onednn(e) else e @ w) / s  # (C, H) E_p[w_v]
+    pw = (e @ w) / s  # (C, H) E_p[w_v]
     lse = (m + s.log())[:, 0]  # (C,)
     logp = z_target - lse
     hs = h / temperature  # (C, H)
@@ -254,8 +252,7 @@ def fused_forward(hidden, weight, targets, coef, adv, old_logp, ref_logp, eps_lo
     grad_weight = torch.zeros(V, H, dtype=torch.float32, device=weight.device) if need_grad_weight else None
     stats = torch.empty(5, M, dtype=torch.float32, device=hidden.device)
     C = min(chunk_rows(V, chunk_size), max(M, 1))
-    reuse = not use_triton and not use_onednn(w)  # MKL's logits go to one buffer reused by every chunk
-    storage = torch.empty(V * C, device=hidden.device) if reuse else None
+    storage = None if use_triton else torch.empty(V * C, device=hidden.device)  # logits buffer reused by every chunk
     for i in range(0, M, C):
         j = min(i + C, M)
         h = hidden[i:j]  # (C, H)
