@@ -73,7 +73,12 @@ def load_sharded(path, model, optimizer):
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
 
 
-def load(path, settings, free, base_folder, world):
+RESUME_FREE = ("resume", "out_dir", "threads", "debug", "ckpt_interval", "eval_interval", "probe_per_level",
+               "eval_only", "benchmarks", "bench_limit", "aime_samples", "eval_temperature",
+               "gpqa_file")  # the settings a resumed run may change
+
+
+def load(path, settings, base_folder, world, free=RESUME_FREE):
     """The state of a checkpoint, after checking it belongs to this run: the same settings (except the keys in
     free), the same base model and the same number of processes."""
     state = torch.load(os.path.join(path, "state.pt"), map_location="cpu", weights_only=True)

@@ -12,7 +12,8 @@ One RL step (../shared/GHPO_SPEC.md, "One training step"), as coded in the loop 
      cosine learning rate with warm-up and grad-norm clipping
 At evaluation there are no hints. `method` switches to the paper's baselines: grpo, grpo_cl, grpo_cl_hint, dapo.
 Around this file: configurator.py reads the settings, checkpoint.py writes and resumes checkpoints, distributed.py
-joins torchrun's ranks, and data/demo_base.py trains the CPU demo's base model (with settings of its own).
+joins torchrun's ranks, probes.py holds the diagnostics printed before RL, and data/demo_base.py makes the CPU demo's
+base model (with settings of its own).
 
     python ghpo.py --config small.py                          # CPU demo: the shipped base model, then GHPO
     python ghpo.py --config small.py --method=grpo --seed=3 --out_dir=out/x
@@ -228,9 +229,8 @@ def rollout_with_hints(model, tok, problems, step, stop_ids, generator):
 
 
 def mechanism(acc, stage, levels):
-    """What decides whether GHPO can beat GRPO, per step: hard_unsolved, the fraction of hard-level groups whose G
-    unhinted samples all failed (GRPO learns nothing from them; a hinted group failed unhinted), and hint_rescued, the
-    fraction of hinted groups that ended with a correct sample. None where no group qualifies. acc: (P, G)."""
+    """Per step: hard_unsolved, the fraction of hard-level groups whose G unhinted samples all failed (no GRPO signal),
+    and hint_rescued, the fraction of hinted groups a hint gave a correct sample (None: no such group). acc: (P, G)."""
     solved = [bool(a.sum() > 0) for a in acc]
     hard = [bool(s) or not ok for ok, s, lv in zip(solved, stage, levels) if lv in hard_levels]
     hinted = [ok for ok, s in zip(solved, stage) if s]
@@ -433,13 +433,6 @@ def load_task():
     return math_task(train_file, train_levels, benchmarks, bench_limit, eval_only, gpqa_file)
 
 # -----------------------------------------------------------------------------
-# checkpoints (checkpoint.py): atomic, and a killed run resumes from the latest one with --resume=True
-
-RESUME_FREE = ("resume", "out_dir", "threads", "debug", "ckpt_interval", "eval_interval", "probe_per_level",
-               "eval_only", "benchmarks", "bench_limit", "aime_samples", "eval_temperature",
-               "gpqa_file")  # a resumed run may change
-
-# -----------------------------------------------------------------------------
 # the loop
 
 
@@ -461,8 +454,7 @@ def main(argv):
     if prompts_per_step % world:
         raise UsageError(f"prompts_per_step={prompts_per_step} must be a multiple of the {world} processes")
     if fsdp and world == 1:
-        raise UsageError("fsdp=True shards the model over torchrun's processes: launch with torchrun "
-                         "--nproc_per_node=N (N > 1), or set fsdp=False for one process")
+        raise UsageError("fsdp=True shards the model over torchrun's processes: use torchrun --nproc_per_node=N>1")
     os.makedirs(out_dir, exist_ok=True)
     dev = torch.device(device, torch.cuda.current_device()) if device == "cuda" else torch.device(device)
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
@@ -471,7 +463,7 @@ def main(argv):
     scratch = init_from == "scratch"
     base_folder = all_gather(demo_base.base_folder(sys.modules[__name__]) if scratch and master else init_from)[0]
     ckpt = checkpoint.latest(out_dir) if resume else None
-    state = checkpoint.load(ckpt, cfg, RESUME_FREE, base_folder, world) if ckpt else None
+    state = checkpoint.load(ckpt, cfg, base_folder, world) if ckpt else None  # atomic; --resume=True
     model = Qwen2.from_pretrained(os.path.join(ckpt, "model") if ckpt else base_folder,
                                   dtype=torch.float32 if fsdp else torch_dtype, device=dev)
     tok = load_tokenizer(base_folder)
@@ -489,9 +481,8 @@ def main(argv):
         summary["model"] = os.path.join(ckpt, "model") if ckpt else base_folder
         summary["eval"] = evaluate(sampler(), tok, eval_sets, stop_ids)
         summary["eval_rows"] = {k: len(v) for k, v in eval_sets.items()}
-        print_table(f"eval (no hints; greedy, aime24 mean of {aime_samples} samples)",
-                    {os.path.basename(summary["model"].rstrip("/")): summary["eval"]},
-                    [c for c in columns if c in summary["eval"]])
+        print_table(f"eval (no hints; greedy, aime24 mean of {aime_samples} samples)", {os.path.basename(
+            summary["model"].rstrip("/")): summary["eval"]}, [c for c in columns if c in summary["eval"]])
         if master:
             checkpoint.write_json(os.path.join(out_dir, "summary.json"), summary)
         close()
@@ -563,11 +554,10 @@ def main(argv):
                                                                   for k in stats[0]} if stats else {})
         if master:
             print(json.dumps(record), file=metrics_file, flush=True)
-            eta = dt * (rl_steps - step - 1)
             hinted = " ".join(f"{v:.2f}" for v in record["hinted"].values())
             print(f"step {step:4d} | reward {record['reward']:.3f} | acc {record['accuracy']:.3f} | hinted {hinted} | "
                   f"len {record['response_len']:.1f} | gnorm {grad_norm:.3f} | {record['tokens_per_s']:.0f} tok/s | "
-                  f"eta {eta:.0f}s", flush=True)
+                  f"eta {dt * (rl_steps - step - 1):.0f}s", flush=True)
         if eval_interval and (step + 1) % eval_interval == 0 and step + 1 < rl_steps:
             mid = evaluate(sampler(), tok, eval_sets, stop_ids)
             if master:
@@ -582,8 +572,7 @@ def main(argv):
                     full=final if fsdp else None)
     summary["eval_after"] = evaluate(final, tok, eval_sets, stop_ids)
     print_table("eval (no hints)", {"before": summary["eval_before"], "after": summary["eval_after"]}, columns)
-    summary["skipped_updates"] = skipped_updates
-    summary["wall_seconds"] = time.time() - t_start
+    summary |= {"skipped_updates": skipped_updates, "wall_seconds": time.time() - t_start}
     if master:
         final.save_pretrained(os.path.join(out_dir, "model"))  # under FSDP2: the gathered weights, in dtype
         shutil.copy2(os.path.join(base_folder, "tokenizer.json"), os.path.join(out_dir, "model"))
