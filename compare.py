@@ -11,9 +11,9 @@ fraction per stage and grad norm over steps.
 Each run writes <out_dir>/<method>-s<seed>/ (with --base_seeds: <out_dir>/b<base_seed>/<method>-s<seed>/); an existing
 summary.json is reused, so an interrupted comparison continues where it stopped. Without --base_seeds every run starts
 from the config's own base model; --base_seeds trains each of those base models here (init_from=scratch with that
-base_seed, cached by ghpo.py). --jobs runs that many processes at once, each with --threads (default cores / jobs)
-torch threads. The first
-run of each base model trains it if needed and prints its probes; the other runs start from it and skip the probes.
+base_seed, cached by ghpo.py). --jobs runs that many processes at once, each with --threads torch threads (default
+cores / jobs). The first run of each base model trains it if needed and prints its probes; the other runs start from
+it and skip the probes.
 """
 import json
 import math
