@@ -89,5 +89,8 @@ def setup(device):
 
 
 def close():
+    """Leave the process group together: a rank that tears its gloo connections down while another is still
+    writing the final model can abort at exit ("terminate called without an active exception")."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
