@@ -119,8 +119,7 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
 def configure(argv):
-    """Apply `--config FILE.py` and `--key=value` to these settings and the demo base's (configurator.py); returns
-    them all, {key: value}."""
+    """Apply `--config FILE.py` and `--key=value` to these settings and the demo base's; returns {key: value}."""
     cfg = configurator.configure(argv, [globals(), vars(demo_base)], ROOT)
     for key, known in (("method", METHODS), ("loss_norm", ("token", "sequence", "dr_grpo")),
                        ("task", ("arith", "math"))):
@@ -185,8 +184,7 @@ def format_ok(text):
 
 
 def grade(text, problem):
-    """The accuracy reward's test: the option letter of a multiple-choice problem (GPQA), else verify.py's
-    equivalence of the final answer with the gold one."""
+    """The accuracy reward: a multiple-choice problem's option letter (GPQA), else verify.py's answer equivalence."""
     from verify import verify, verify_choice
     return verify_choice(text, problem["answer"]) if problem.get("choices") else verify(text, problem["answer"])
 
@@ -267,8 +265,7 @@ def group_advantages(rewards, eps=1e-4):
 
 
 def pack_rows(groups):
-    """Each completion as one row: prompt + completion ids, the completion mask over predicted positions, and its
-    group's index. Prompt and hint tokens never enter the loss."""
+    """One row per completion: prompt + completion ids, prompt length, group index (prompts are not in the loss)."""
     rows = []
     for gi, g in enumerate(groups):
         for tokens, mask in zip(g["tokens"], g["mask"]):
@@ -379,9 +376,8 @@ def greedy_completions(model, tok, prompts, stop_ids, n_new=None, batch=256, sam
 
 
 def evaluate(model, tok, eval_sets, stop_ids, ratio=0.0):
-    """Accuracy per split without hints (ratio 0): greedy, except aime24, the mean over aime_samples samples per
-    problem. Plus the `easy` and `hard` aggregates (arith levels) or the `mean` over the benchmarks (task=math).
-    Under torchrun each rank evaluates every world-th problem and the counts are summed."""
+    """Accuracy per split without hints (ratio 0): greedy, except aime24 (the mean of aime_samples samples), plus the
+    `mean` over the benchmarks or the `easy`/`hard` aggregates. Ranks evaluate every world-th problem, counts summed."""
     from data.datasets import PAPER_BENCHMARKS
     model.eval()
     rank, world = rank_world()
@@ -396,11 +392,15 @@ def evaluate(model, tok, eval_sets, stop_ids, ratio=0.0):
     names = [n for n in names if n in PAPER_BENCHMARKS] or names  # extras (GSM8K) stay out of the paper's mean
     if names:  # the paper's mean: every benchmark weighs the same
         acc["mean"] = sum(acc[n] for n in names) / len(names)
+    return split_means(acc, eval_sets)
+
+
+def split_means(acc, eval_sets):
+    """acc plus the `easy` and `hard` aggregates over the levels it has, each level weighted by its problem count."""
     for split, levels in (("easy", easy_levels), ("hard", hard_levels)):
-        names = [f"L{lv}" for lv in levels if f"L{lv}" in eval_sets]
-        if names:  # weighted by problem count
-            total = sum(len(eval_sets[n]) for n in names)
-            acc[split] = sum(acc[n] * len(eval_sets[n]) for n in names) / total
+        names = [f"L{lv}" for lv in levels if f"L{lv}" in acc]
+        if names:
+            acc[split] = sum(acc[n] * len(eval_sets[n]) for n in names) / sum(len(eval_sets[n]) for n in names)
     return acc
 
 

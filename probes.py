@@ -37,17 +37,14 @@ def pass_probe(run, model, tok, eval_sets, stop_ids):
     level (a greedy accuracy of .01 can hide a pass@8 of .1); at the hint ratios, how often GHPO's hints rescue a
     group that fails without one."""
     generator = torch.Generator(device=model.lm_head.weight.device).manual_seed(run.seed)
+    sets = {k: v[:run.probe_per_level] for k, v in eval_sets.items()}
     table = {}
     for w in (0.0,) + tuple(run.hint_ratios):
         table[str(w)] = {}
-        for name, problems in eval_sets.items():
-            probed = problems[:run.probe_per_level]
+        for name, probed in sets.items():
             groups = run.sample_and_score(model, tok, probed, [w] * len(probed), stop_ids, generator)
             table[str(w)][name] = sum(bool(g["acc"].sum()) for g in groups) / max(len(groups), 1)
-        for split, levels in (("easy", run.easy_levels), ("hard", run.hard_levels)):
-            names = [f"L{lv}" for lv in levels if f"L{lv}" in table[str(w)]]
-            if names:
-                table[str(w)][split] = sum(table[str(w)][n] for n in names) / len(names)
+        run.split_means(table[str(w)], sets)
     return table
 
 
