@@ -6,6 +6,7 @@ FSDP2 (shard: each rank holds 1/world of the weights, gradients and AdamW state;
 sampling, evaluation and saving).
 """
 import os
+import sys
 
 import torch
 import torch.distributed as dist
@@ -94,3 +95,14 @@ def close():
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def exit_process(code):
+    """sys.exit(code), except under torchrun: there the process ends without interpreter teardown, where a gloo rank
+    that has finished its work (and left the group in close()) can still abort in a C++ thread's destructor
+    ("terminate called without an active exception"), turning a complete run into a failed one."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

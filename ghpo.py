@@ -39,7 +39,7 @@ import configurator
 import probes
 from configurator import UsageError
 from data import demo_base
-from distributed import all_gather, all_sum, close, full_state, rank_world, setup, shard, sync_grads  # torchrun
+from distributed import all_gather, all_sum, close, exit_process, full_state, rank_world, setup, shard, sync_grads
 
 # -----------------------------------------------------------------------------
 # configuration: every name below can be set in a config file (plain assignments) or with --key=value
@@ -597,4 +597,4 @@ def cli(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(cli(sys.argv[1:]))
+    exit_process(cli(sys.argv[1:]))

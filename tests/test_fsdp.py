@@ -25,7 +25,7 @@ def torchrun(tmp_path, args, scripted, wait=True):
     script.write_text(f"import sys\nsys.path[:0] = [{REPO!r}, {os.path.join(REPO, 'tests')!r}]\n"
                       "import ghpo, rollout, test_real\n"
                       + ("rollout.sample_groups = test_real.scripted_sampler\n" if scripted else "") +
-                      "ghpo.main(sys.argv[1:])\n")
+                      "ghpo.exit_process(ghpo.cli(sys.argv[1:]))\n")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), *args]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     if not wait:

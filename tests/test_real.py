@@ -234,7 +234,7 @@ def test_two_gloo_ranks_equal_one_process(tiny, tmp_path, monkeypatch):
     script = tmp_path / "run.py"
     script.write_text(f"import sys\nsys.path[:0] = [{REPO!r}, {os.path.join(REPO, 'tests')!r}]\n"
                       "import ghpo, rollout, test_real\nrollout.sample_groups = test_real.scripted_sampler\n"
-                      "ghpo.main(sys.argv[1:])\n")
+                      "ghpo.exit_process(ghpo.cli(sys.argv[1:]))\n")
     two = tmp_path / "two"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
