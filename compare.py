@@ -12,8 +12,9 @@ Each run writes <out_dir>/<method>-s<seed>/ (with --base_seeds: <out_dir>/b<base
 summary.json is reused, so an interrupted comparison continues where it stopped. Without --base_seeds every run starts
 from the config's own base model; --base_seeds trains each of those base models here (init_from=scratch with that
 base_seed, cached by ghpo.py). --jobs runs that many processes at once, each with --threads torch threads (default
-cores / jobs). The first run of each base model trains it if needed and prints its probes; the other runs start from
-it and skip the probes.
+cores / jobs). The first run of each base model prints its probes and the other runs skip them; a base trained here
+(init_from=scratch) is trained by its first run, alone and with every job's threads, before the runs that share it,
+while runs from a shipped base all start at once.
 """
 import json
 import math
@@ -130,12 +131,14 @@ def main(argv):
             for b in bases for s in seeds for m in methods]  # seed-major: an interrupted comparison stays paired
     # --base_seeds trains those base models here from scratch, even when the config starts from a shipped one
     args = lambda b: passed + ([f"--base_seed={b}", "--init_from=scratch"] if b is not None else [])
-    firsts = [next(r for r in runs if r[0] == b) for b in bases]
-    for b, m, s, d in firsts:  # trains and caches each base model, and prints its probes
+    firsts = [next(r for r in runs if r[0] == b) for b in bases]  # print each base model's probes
+    import ghpo
+    scratch = base_seeds is not None or ghpo.configure(passed)["init_from"] == "scratch"
+    for b, m, s, d in firsts if scratch else ():  # train and cache each base model before the runs that share it
         run(args(b), d, m, s, threads * jobs)
-    with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(lambda r: run(args(r[0]) + ["--probe_per_level=0"], r[3], r[1], r[2], threads),
-                      [r for r in runs if r not in firsts]))
+    with ThreadPoolExecutor(jobs) as pool:  # a shipped base needs no training: its first run joins the others
+        list(pool.map(lambda r: run(args(r[0]) + ([] if r in firsts else ["--probe_per_level=0"]), r[3], r[1], r[2],
+                                    threads), [r for r in runs if not scratch or r not in firsts]))
 
     summaries = {r: json.load(open(os.path.join(r[3], "summary.json"))) for r in runs}
     results = {r[:3]: {"eval_before": summaries[r]["eval_before"], "eval_after": summaries[r]["eval_after"],

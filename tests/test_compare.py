@@ -44,3 +44,35 @@ def test_run_means_reads_the_mechanism_from_metrics(tmp_path):
              {"step": 1, "eval": {"L1": .5}}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
     assert compare.run_means(tmp_path) == {"hard_unsolved": .75, "hint_rescued": .8}
+
+
+def fake_run(calls):
+    """compare.run's stand-in: records (run folder, args, threads) and writes what a finished run leaves."""
+    def run(args, folder, method, seed, threads):
+        calls.append((folder, args, threads))
+        import os
+        os.makedirs(folder, exist_ok=True)
+        before, after = {"easy": .9, "hard": .1}, {"easy": .9, "hard": .2 if method == "ghpo" else .1}
+        with open(os.path.join(folder, "summary.json"), "w") as f:
+            json.dump({"eval_before": before, "eval_after": after}, f)
+        with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
+            f.write(json.dumps({"step": 0, "reward": .5, "hard_unsolved": .5, "hint_rescued": None}) + "\n")
+    return run
+
+
+def test_shipped_base_runs_all_in_the_pool_and_scratch_bases_train_first(tmp_path, monkeypatch,
+                                                                         restore_ghpo_config):
+    calls = []
+    monkeypatch.setattr(compare, "run", fake_run(calls))
+    out = tmp_path / "a"
+    compare.main(["--config", "small.py", "--seeds=0,1", "--jobs=2", "--threads=1", f"--out_dir={out}"])
+    assert {c[2] for c in calls} == {1}  # a shipped base: every run in the pool, one thread each
+    first = [c for c in calls if c[0].endswith("ghpo-s0")]
+    assert len(calls) == 4 and "--probe_per_level=0" not in first[0][1]  # its first run still prints the probes
+    assert sum("--probe_per_level=0" in c[1] for c in calls) == 3
+    calls.clear()
+    compare.main(["--config", "small.py", "--seeds=0,1", "--jobs=2", "--threads=1", "--base_seeds=0,1",
+                  f"--out_dir={tmp_path / 'b'}"])
+    assert [c[2] for c in calls[:2]] == [2, 2]  # each base's first run alone, training it with both jobs' threads
+    assert [c[0][-10:] for c in calls[:2]] == ["b0/ghpo-s0", "b1/ghpo-s0"] and len(calls) == 8
+    assert all("--init_from=scratch" in c[1] for c in calls)
