@@ -1,5 +1,7 @@
-"""compare.py's summary over base models and RL seeds: means, spread and the per-base difference."""
+"""compare.py's summary over base models and RL seeds: means, spread and the per-base difference, and its run
+schedule."""
 import json
+import os
 
 import compare
 
@@ -50,7 +52,6 @@ def fake_run(calls):
     """compare.run's stand-in: records (run folder, args, threads) and writes what a finished run leaves."""
     def run(args, folder, method, seed, threads):
         calls.append((folder, args, threads))
-        import os
         os.makedirs(folder, exist_ok=True)
         before, after = {"easy": .9, "hard": .1}, {"easy": .9, "hard": .2 if method == "ghpo" else .1}
         with open(os.path.join(folder, "summary.json"), "w") as f:

@@ -41,7 +41,7 @@ def test_fsdp_two_ranks_equal_one_process_and_load_in_transformers(tiny, tmp_pat
     monkeypatch.setenv("GHPO_TEST_TOKENIZER", tiny["folder"])
     extra = ("--dtype=float32", "--benchmarks=('math500',)", "--bench_limit=3", "--rl_steps=3", "--lr=1e-3",
              "--micro_batch=3", "--group_size=4", f"--method={method}")
-    if method == "dapo":  # drops groups, so the ranks may train on unequal numbers of rows (not checked per step); and the
+    if method == "dapo":  # drops groups, so the ranks may train on unequal numbers of rows (unchecked); and the
         extra += ("--ppo_epochs=2", "--kl_coef=0.05")  # old and reference log-probs, from a sharded reference model
     two = tmp_path / "two"
     proc = torchrun(tmp_path, real_args(tiny, two, "--fsdp=True", *extra), scripted=True)
