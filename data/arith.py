@@ -30,6 +30,7 @@ words carry their leading space.
 import json
 import os
 import random
+import re
 
 from tokenizers import Tokenizer, models, pre_tokenizers, decoders, Regex
 
@@ -52,6 +53,24 @@ def make_problem(start: int, addend: int, level: int, countdown: bool = False) -
     problem = f"Start with {start}. {verb} {level} times, keeping only the last two digits. What is the result?"
     solution = "\n".join(lines) + f"\n\\boxed{{{value}}}"
     return {"problem": problem, "solution": solution, "answer": str(value), "level": level}
+
+
+def slip_solution(problem: dict, k: int, rate: float, rng) -> str:
+    """The worked solution as a careless student writes it: the first k step lines as they are, then each step's
+    result one too high (mod 100) with probability rate, the next line going on from the value written, and the last
+    value boxed. A base model trained on such lines learns to be right at a step with probability about 1 - rate,
+    whatever the float sums of its training (the demo base's slip levels, data/demo_base.py)."""
+    lines = problem["solution"].split("\n")[:-1]
+    out, value = lines[:k], None
+    for line in lines[k:]:
+        m = re.fullmatch(r"(\d+)([+-])(\d+)=(\d+)(.*)", line)  # value, sign, |addend|, result, ", n left"
+        start = int(m[1]) if value is None else value
+        value = (start + (int(m[3]) if m[2] == "+" else -int(m[3]))) % 100
+        value = (value + 1) % 100 if rng.random() < rate else value
+        out.append(f"{start}{m[2]}{m[3]}={value}{m[5]}")
+    if value is None:
+        return problem["solution"]
+    return "\n".join(out) + f"\n\\boxed{{{value}}}"
 
 
 def level_problems(level: int, seed: int = 0, countdown: bool = False, wide: bool = False) -> list:

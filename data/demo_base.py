@@ -44,6 +44,9 @@ base_partial_levels = (4, 5)  # levels whose first steps (never the last step or
 base_partial_steps = 0        # at most this many first steps of those problems (0: up to all but the last)
 base_tail_frac = 0.0          # fraction of SFT examples that are a base_partial_levels problem finished from late on:
 base_tail_steps = 2           # its last base_tail_steps steps and answer learned, the steps before them read as a hint
+base_slip_frac = 0.0          # fraction of SFT examples that are a base_slip_levels problem solved in full with slips:
+base_slip_levels = (7, 8, 9)  # each step's result one too high with probability base_slip_rate (data/arith.py),
+base_slip_rate = 0.6          # so the base is right at such a step with probability about 1 - base_slip_rate
 base_cache = "out/base"       # base models are cached here, keyed by a hash of the settings that define them
 config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str, tuple))]
 # -----------------------------------------------------------------------------
@@ -62,13 +65,16 @@ def arith_task(train_levels, eval_levels, eval_per_level):
     return train, {f"L{lv}": [p for p in evals if p["level"] == lv] for lv in eval_levels}
 
 
-def sft_batch(tok, train, hard_train, rng, run):
+def sft_batch(tok, train, hard_train, rng, run, slip_train=()):
     """One SFT batch of the base model: inputs, targets and loss mask (base_batch, base_row_len) each. Each row packs
     solved easy problems (the prompt read, the solution and its end learned; base_hint_frac of the prompts carry a
     hint), and with probability base_partial_frac ends with a problem of base_partial_levels cut off after 1 to n-1 of
     its n steps (at most base_partial_steps). With probability base_tail_frac a packed example is a problem of
     base_partial_levels instead, its first n - base_tail_steps steps read as an answer-opening hint and the rest
-    learned: the base can finish a hard problem from late on, not from its start."""
+    learned: the base can finish a hard problem from late on, not from its start. With probability base_slip_frac a
+    packed example is a problem of slip_train (base_slip_levels), its hint (if any) read as written and the rest of
+    its solution learned as a careless student writes it: each step slips with probability base_slip_rate."""
+    from data.arith import slip_solution
     end, eot = tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")
     x = torch.full((base_batch, base_row_len + 1), eot)
     m = torch.zeros(base_batch, base_row_len + 1)
@@ -87,6 +93,12 @@ def sft_batch(tok, train, hard_train, rng, run):
                 p = rng.choice(hard_train)
                 read = run.first_steps(p, max(0, len(run.step_lines(p)) - base_tail_steps))
                 prompt, rest = run.prompt_text(p) + read, p["solution"][len(read):]
+            elif base_slip_frac and rng.random() < base_slip_frac:  # a long problem, solved with slips
+                p = rng.choice(slip_train)
+                ratio = rng.choice(run.hint_ratios) if rng.random() < base_hint_frac else 0.0
+                read = run.solution_prefix(p, ratio) if run.hint_in_answer else ""
+                solution = slip_solution(p, read.count("\n"), base_slip_rate, rng)
+                prompt, rest = run.prompt_text(p, ratio), solution[len(read):]
             else:
                 p = rng.choice(train)
                 ratio = rng.choice(run.hint_ratios) if rng.random() < base_hint_frac else 0.0
@@ -118,6 +130,7 @@ def train_base(folder, run):
     end = tok.token_to_id("<|im_end|>")
     train, _ = arith_splits(run.easy_levels, run.eval_per_level)
     hard_train, _ = arith_splits(base_partial_levels, run.eval_per_level)  # held-out problems never enter training
+    slip_train = arith_splits(base_slip_levels, run.eval_per_level)[0] if base_slip_frac else []
     config = Qwen2Config(vocab_size=tok.get_vocab_size(), hidden_size=n_embd, intermediate_size=n_inner,
                          num_hidden_layers=n_layer, num_attention_heads=n_head, num_key_value_heads=n_kv_head,
                          max_position_embeddings=1024, rope_theta=10000.0, tie_word_embeddings=True,
@@ -127,7 +140,7 @@ def train_base(folder, run):
     opt = torch.optim.AdamW(model.parameters(), lr=base_lr, betas=(0.9, 0.95), weight_decay=0.0)
     t0 = time.time()
     for it in range(base_steps):
-        x, y, m = sft_batch(tok, train, hard_train, rng, run)  # (base_batch, base_row_len) each
+        x, y, m = sft_batch(tok, train, hard_train, rng, run, slip_train)  # (base_batch, base_row_len) each
         for group in opt.param_groups:
             group["lr"] = base_lr * min(1.0, (it + 1) / 30) * 0.5 * (1 + math.cos(math.pi * it / base_steps))
         loss = (F.cross_entropy(model(x).flatten(0, 1), y.flatten(), reduction="none") * m.flatten()).sum() / m.sum()

@@ -293,6 +293,63 @@ def test_sft_tail_examples_learn_only_the_last_steps(tok):
         assert seen >= 4
 
 
+def slipped_steps(text):
+    """(start, sign, addend, result, rest) of each step line of a solution text."""
+    return [m.groups() for m in re.finditer(r"(\d+)([+-])(\d+)=(\d+)(.*)", text)]
+
+
+def test_slip_solution_keeps_its_first_lines_and_goes_on_from_what_it_wrote():
+    """data/arith.py's careless student: the first k lines as written; each later result is the right one for the
+    value it starts from, or one more (mod 100); each line starts from the last one's result; the last one is boxed."""
+    import random
+    from data.arith import slip_solution
+    problems = level_problems(8, countdown=True)[:200]
+    assert all(slip_solution(p, 0, 0.0, random.Random(0)) == p["solution"] for p in problems[:20])
+    slips = total = 0
+    for i, p in enumerate(problems):
+        k = i % 4
+        text = slip_solution(p, k, 0.6, random.Random(i))
+        clean = p["solution"].split("\n")
+        assert text.split("\n")[:k] == clean[:k] and text.count("\n") == len(clean) - 1
+        steps = slipped_steps(text)
+        for j, (start, sign, addend, result, rest) in enumerate(steps):
+            right = (int(start) + (1 if sign == "+" else -1) * int(addend)) % 100
+            assert int(result) in (right, (right + 1) % 100) and rest == f", {7 - j} left"
+            if j:
+                assert start == steps[j - 1][3]
+            if j >= k:
+                slips, total = slips + (int(result) != right), total + 1
+        assert text.endswith(f"\\boxed{{{int(steps[-1][3])}}}")
+    assert abs(slips / total - 0.6) < 0.05  # 1,300 steps after the kept lines: 0.6 +- 0.014 (one sd)
+    assert all(slip_solution(p, 0, 1.0, random.Random(0)) != p["solution"] for p in problems[:20])
+
+
+def test_sft_slip_examples_read_a_clean_hint_and_learn_a_slipped_rest():
+    """With base_slip_frac = 1 every SFT example is a base_slip_levels problem: its hint (a clean solution prefix)
+    read, the rest of a slipped solution learned, steps slipping at about base_slip_rate; no other problem appears."""
+    import random
+    ghpo.configure(["--countdown=True", "--hint_in_answer=True", "--base_slip_frac=1.0", "--base_slip_rate=0.6",
+                    "--base_hint_frac=0.5", "--base_batch=32"])
+    tok = build_tokenizer([ghpo.hint_template], True)
+    easy, _ = demo_base.arith_splits((1, 2, 3), 300)
+    slip, _ = demo_base.arith_splits((7, 8, 9), 300)
+    by_problem = {p["problem"]: p for p in slip}
+    x, y, m = demo_base.sft_batch(tok, easy, [], random.Random(0), ghpo, slip)
+    slips = total = hinted = 0
+    for read, learned in read_and_learned(x, y, m):
+        problem, prefix = tok.decode(read, skip_special_tokens=True).split("\n", 1)
+        p = by_problem[problem]
+        answer = tok.decode(learned, skip_special_tokens=True)
+        assert p["solution"].startswith(prefix) and learned[-1] == tok.token_to_id("<|im_end|>")
+        hinted += prefix != ""
+        steps = slipped_steps(prefix + answer)
+        assert len(steps) == p["level"]
+        for start, sign, addend, result, _ in steps[prefix.count("\n"):]:
+            right = (int(start) + (1 if sign == "+" else -1) * int(addend)) % 100
+            slips, total = slips + (int(result) != right), total + 1
+    assert hinted >= 4 and total >= 150 and abs(slips / total - 0.6) < 0.12
+
+
 # ---- advantages and the update
 
 
