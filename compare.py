@@ -13,8 +13,8 @@ summary.json is reused, so an interrupted comparison continues where it stopped.
 from the config's own base model; --base_seeds trains each of those base models here (init_from=scratch with that
 base_seed, cached by ghpo.py). --jobs runs that many processes at once, each with --threads torch threads (default
 cores / jobs). The first run of each base model prints its probes and the other runs skip them; a base trained here
-(init_from=scratch) is trained by its first run, alone and with every job's threads, before the runs that share it,
-while runs from a shipped base all start at once.
+(init_from=scratch) and not yet in the cache is trained by its first run, alone and with every job's threads, before
+the runs that share it, while runs from a shipped or cached base all start at once.
 """
 import json
 import math
@@ -133,12 +133,15 @@ def main(argv):
     args = lambda b: passed + ([f"--base_seed={b}", "--init_from=scratch"] if b is not None else [])
     firsts = [next(r for r in runs if r[0] == b) for b in bases]  # print each base model's probes
     import ghpo
-    scratch = base_seeds is not None or ghpo.configure(passed)["init_from"] == "scratch"
-    for b, m, s, d in firsts if scratch else ():  # train and cache each base model before the runs that share it
+    from data import demo_base
+    def untrained(b):  # a base model trained here and not yet in the cache
+        return ghpo.configure(args(b))["init_from"] == "scratch" and not demo_base.is_cached(ghpo)
+    alone = [f for f in firsts if untrained(f[0])]
+    for b, m, s, d in alone:  # train and cache each base model before the runs that share it
         run(args(b), d, m, s, threads * jobs)
-    with ThreadPoolExecutor(jobs) as pool:  # a shipped base needs no training: its first run joins the others
+    with ThreadPoolExecutor(jobs) as pool:  # a shipped or cached base needs no training: its first run joins the others
         list(pool.map(lambda r: run(args(r[0]) + ([] if r in firsts else ["--probe_per_level=0"]), r[3], r[1], r[2],
-                                    threads), [r for r in runs if not scratch or r not in firsts]))
+                                    threads), [r for r in runs if r not in alone]))
 
     summaries = {r: json.load(open(os.path.join(r[3], "summary.json"))) for r in runs}
     results = {r[:3]: {"eval_before": summaries[r]["eval_before"], "eval_after": summaries[r]["eval_after"],

@@ -167,11 +167,19 @@ def base_settings(run):
         {"task_code": task_code}
 
 
+def base_path(run):
+    """Where the cache keeps the base model these settings define (trained or not)."""
+    return os.path.join(base_cache, hashlib.sha1(json.dumps(base_settings(run), sort_keys=True).encode()).hexdigest()[:10])
+
+
+def is_cached(run):
+    return os.path.isfile(os.path.join(base_path(run), "tokenizer.json"))
+
+
 def base_folder(run):
     """The cached base model's folder, trained first if this cache has none for these settings."""
-    key = hashlib.sha1(json.dumps(base_settings(run), sort_keys=True).encode()).hexdigest()[:10]
-    folder = os.path.join(base_cache, key)
-    if not os.path.isfile(os.path.join(folder, "tokenizer.json")):
+    folder = base_path(run)
+    if not is_cached(run):
         print(f"training the base model -> {folder}")
         train_base(folder, run)
     else:

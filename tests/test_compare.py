@@ -4,6 +4,8 @@ import json
 import os
 
 import compare
+import ghpo
+from data import demo_base
 
 
 def fake_results():
@@ -72,8 +74,18 @@ def test_shipped_base_runs_all_in_the_pool_and_scratch_bases_train_first(tmp_pat
     assert len(calls) == 4 and "--probe_per_level=0" not in first[0][1]  # its first run still prints the probes
     assert sum("--probe_per_level=0" in c[1] for c in calls) == 3
     calls.clear()
-    compare.main(["--config", "small.py", "--seeds=0,1", "--jobs=2", "--threads=1", "--base_seeds=0,1",
+    cache = f"--base_cache={tmp_path / 'cache'}"
+    compare.main(["--config", "small.py", "--seeds=0,1", "--jobs=2", "--threads=1", "--base_seeds=0,1", cache,
                   f"--out_dir={tmp_path / 'b'}"])
     assert [c[2] for c in calls[:2]] == [2, 2]  # each base's first run alone, training it with both jobs' threads
     assert [c[0][-10:] for c in calls[:2]] == ["b0/ghpo-s0", "b1/ghpo-s0"] and len(calls) == 8
-    assert all("--init_from=scratch" in c[1] for c in calls)
+    assert all("--init_from=scratch" in c[1] for c in calls) and {c[2] for c in calls[2:]} == {1}
+    calls.clear()  # base 1 in the cache already: only base 0's first run goes alone
+    ghpo.configure(["--config", "small.py", "--base_seed=1", "--init_from=scratch", cache])
+    os.makedirs(demo_base.base_path(ghpo))
+    open(os.path.join(demo_base.base_path(ghpo), "tokenizer.json"), "w").close()
+    compare.main(["--config", "small.py", "--seeds=0,1", "--jobs=2", "--threads=1", "--base_seeds=0,1", cache,
+                  f"--out_dir={tmp_path / 'c'}"])
+    assert calls[0][0].endswith("b0/ghpo-s0") and calls[0][2] == 2 and {c[2] for c in calls[1:]} == {1}
+    b1_first = [c for c in calls if c[0].endswith("b1/ghpo-s0")]
+    assert len(calls) == 8 and "--probe_per_level=0" not in b1_first[0][1]  # it still prints its probes
