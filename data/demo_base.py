@@ -187,7 +187,8 @@ def base_folder(run):
     return folder
 
 # -----------------------------------------------------------------------------
-# the shipped base: data/small_base/ holds one base model made by this recipe, so that every machine starts RL from
+# the shipped bases: data/small_base/ (configs/small.py) and data/small_bridge_base/ (configs/small_bridge.py) each
+# hold one base model made by this file's recipe with that config's settings, so that every machine starts RL from
 # the same weights (a base trained elsewhere differs: another CPU, BLAS or thread count changes the float sums of SFT,
 # and the skills a 0.8M-parameter model picks up in 800 steps depend on them; docs/demo.md). made.json records how it
 # was made and what it scored there, and ghpo.py prints that beside what it scores here.

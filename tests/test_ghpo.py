@@ -234,7 +234,7 @@ def sft_stream_hash(args, batches=3):
 def test_sft_stream_is_unchanged_by_the_move_to_demo_base():
     """The demo base's SFT data stream equals the one ghpo.py produced before the base recipe moved to
     data/demo_base.py (hashes computed on main d82d1cd with the same settings): same batches, so the same base."""
-    assert sft_stream_hash(["--config", "small.py", "--base_batch=8"]) == "9df00523399f8ef26e279d18b8e0fa25a9207186"
+    assert sft_stream_hash(["--config", "small_bridge.py", "--base_batch=8"]) == "9df00523399f8ef26e279d18b8e0fa25a9207186"
 
 
 def test_sft_stream_with_hints_in_the_user_message_is_unchanged():
