@@ -44,9 +44,9 @@ base_partial_levels = (4, 5)  # levels whose first steps (never the last step or
 base_partial_steps = 0        # at most this many first steps of those problems (0: up to all but the last)
 base_tail_frac = 0.0          # fraction of SFT examples that are a base_partial_levels problem finished from late on:
 base_tail_steps = 2           # its last base_tail_steps steps and answer learned, the steps before them read as a hint
-base_slip_frac = 0.0          # fraction of SFT examples that are a base_slip_levels problem solved in full with slips:
-base_slip_levels = (7, 8, 9)  # each step's result one too high with probability base_slip_rate (data/arith.py),
-base_slip_rate = 0.6          # so the base is right at such a step with probability about 1 - base_slip_rate
+base_slip_frac = 0.0          # fraction of SFT examples that are a base_slip_levels problem solved in full, with slips
+base_slip_levels = (7, 8, 9)  # levels the base reads solved with slips (a step's result one too high, data/arith.py)
+base_slip_rate = 0.6          # chance that a step slips: the base gets such a step right about 1 - this often
 base_cache = "out/base"       # base models are cached here, keyed by a hash of the settings that define them
 config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str, tuple))]
 # -----------------------------------------------------------------------------
