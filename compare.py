@@ -135,7 +135,7 @@ def main(argv):
     import ghpo
     from data import demo_base
     def untrained(b):  # a base model trained here and not yet in the cache
-        return ghpo.configure(args(b))["init_from"] == "scratch" and not demo_base.is_cached(ghpo)
+        return ghpo.configure(args(b))["init_from"] == "scratch" and not demo_base.is_trained(demo_base.base_path(ghpo))
     alone = [f for f in firsts if untrained(f[0])]
     for b, m, s, d in alone:  # train and cache each base model before the runs that share it
         run(args(b), d, m, s, threads * jobs)

@@ -93,17 +93,13 @@ def sft_batch(tok, train, hard_train, rng, run, slip_train=()):
                 p = rng.choice(hard_train)
                 read = run.first_steps(p, max(0, len(run.step_lines(p)) - base_tail_steps))
                 prompt, rest = run.prompt_text(p) + read, p["solution"][len(read):]
-            elif base_slip_frac and rng.random() < base_slip_frac:  # a long problem, solved with slips
-                p = rng.choice(slip_train)
+            else:  # an easy problem, or with probability base_slip_frac a long one solved with slips
+                slips = base_slip_frac and rng.random() < base_slip_frac
+                p = rng.choice(slip_train if slips else train)
                 ratio = rng.choice(run.hint_ratios) if rng.random() < base_hint_frac else 0.0
                 read = run.solution_prefix(p, ratio) if run.hint_in_answer else ""
-                solution = slip_solution(p, read.count("\n"), base_slip_rate, rng)
+                solution = slip_solution(p, read.count("\n"), base_slip_rate, rng) if slips else p["solution"]
                 prompt, rest = run.prompt_text(p, ratio), solution[len(read):]
-            else:
-                p = rng.choice(train)
-                ratio = rng.choice(run.hint_ratios) if rng.random() < base_hint_frac else 0.0
-                prompt = run.prompt_text(p, ratio)
-                rest = p["solution"][len(run.solution_prefix(p, ratio)):] if run.hint_in_answer else p["solution"]
             a, c = tok.encode(prompt).ids, tok.encode(rest).ids + [end, eot]
             if t + len(a) + len(c) > room:
                 break
@@ -169,17 +165,18 @@ def base_settings(run):
 
 def base_path(run):
     """Where the cache keeps the base model these settings define (trained or not)."""
-    return os.path.join(base_cache, hashlib.sha1(json.dumps(base_settings(run), sort_keys=True).encode()).hexdigest()[:10])
+    key = hashlib.sha1(json.dumps(base_settings(run), sort_keys=True).encode()).hexdigest()[:10]
+    return os.path.join(base_cache, key)
 
 
-def is_cached(run):
-    return os.path.isfile(os.path.join(base_path(run), "tokenizer.json"))
+def is_trained(folder):
+    return os.path.isfile(os.path.join(folder, "tokenizer.json"))
 
 
 def base_folder(run):
     """The cached base model's folder, trained first if this cache has none for these settings."""
     folder = base_path(run)
-    if not is_cached(run):
+    if not is_trained(folder):
         print(f"training the base model -> {folder}")
         train_base(folder, run)
     else:
