@@ -17,7 +17,10 @@ Each side runs in a process of its own (warm-up steps, then timed steps); the pa
 
     python bench/step.py                 # --threads 1: steadier on a CPU shared with other jobs
     python bench/step.py --threads 2
-Last line: `step: speedup_vs_trl=<trl/ghpo> ghpo_s=<median s> trl_s=<median s>`.
+    python bench/step.py --profile       # also: where one timed step's CPU time goes on each side (torch.profiler)
+Last line: `step: speedup_vs_trl=<trl/ghpo> ghpo_s=<median s> trl_s=<median s>`; with --profile it adds
+`gemm_bound=<trl_s / the GEMM seconds of our profiled step>`: the speedup our step would have if everything in it but
+its matrix products took no time.
 """
 import argparse
 import json
@@ -35,6 +38,14 @@ sys.path.insert(0, ROOT)
 
 P, G, NEW, TOP_K, LR = 8, 8, 64, 50, 5e-5
 N_ANSWERS = 40  # gold answers and boxed tokens 0..39
+GEMM_OPS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm", "aten::addbmm")  # matrix products
+
+
+def profile_summary(prof):
+    """Self CPU seconds of one profiled step: total, in matrix products, and the eight largest ops."""
+    ops = sorted(((e.key, e.self_cpu_time_total / 1e6) for e in prof.key_averages()), key=lambda kv: -kv[1])
+    return dict(total=sum(v for _, v in ops), gemm=sum(v for k, v in ops if k in GEMM_OPS),
+                top=[(k, round(v, 3)) for k, v in ops[:8]])
 
 
 def build_folder(path):
@@ -135,19 +146,25 @@ def run_ghpo(args):
 
 def loop(args, step, t):
     """Warm-up steps, then timed steps; prints one JSON line with per-step seconds and breakdowns."""
-    times, parts, lens, rewards = [], [], [], []
-    for s in range(args.warmup + args.steps):
+    times, parts, lens, rewards, summary = [], [], [], [], None
+    for s in range(args.warmup + args.steps + args.profile):  # a profiled step is one more
         t.clear()
+        prof = torch.profiler.profile() if args.profile and s == args.warmup else None
+        if prof:
+            prof.start()
         t0 = time.perf_counter()
         r, n = step(s)
         dt = time.perf_counter() - t0
-        if s >= args.warmup:
+        if prof:
+            prof.stop()
+            summary, dt = profile_summary(prof), None  # a profiled step's time is not a timing
+        if s >= args.warmup and dt is not None:
             times.append(dt)
             parts.append(dict(t))
             lens.append(n)
             rewards.append(float(r.float().mean()))
     print(json.dumps(dict(times=times, parts=parts, completion_len=lens, reward=rewards,
-                          threads=torch.get_num_threads())))
+                          threads=torch.get_num_threads(), profile=summary)))
 
 # -----------------------------------------------------------------------------
 # TRL
@@ -161,7 +178,7 @@ def run_trl(args):
     from ghpo import prompt_text
     from verify import verify
     transformers.logging.set_verbosity_error()
-    steps = args.warmup + args.steps
+    steps = args.warmup + args.steps + args.profile  # a profiled step is one more
     data = datasets.Dataset.from_list([dict(prompt=prompt_text(p), answer=p["answer"])
                                        for s in range(steps) for p in problems(s)])
 
@@ -187,7 +204,7 @@ def run_trl(args):
     if args.threads:
         torch.set_num_threads(args.threads)  # again: in case anything above changed it
 
-    t, marks, results = {}, {}, []
+    t, marks, results, profiled = {}, {}, [], {}
     generate = model.generate
     def generate_probe(*a, **k):
         t0 = time.perf_counter()
@@ -200,16 +217,24 @@ def run_trl(args):
     class Timer(transformers.TrainerCallback):
         def on_step_begin(self, *a, **k):
             t.clear()
+            if args.profile and len(results) == args.warmup:
+                profiled["prof"] = torch.profiler.profile()
+                profiled["prof"].start()
             marks["t0"] = time.perf_counter()
 
         def on_step_end(self, *a, **k):
             results.append((time.perf_counter() - marks["t0"], dict(t), marks["len"]))
+            if "prof" in profiled and "summary" not in profiled:
+                profiled["prof"].stop()
+                profiled["summary"] = profile_summary(profiled["prof"])
+                results[-1] = None  # a profiled step's time is not a timing
 
     trainer.add_callback(Timer())
     trainer.train()
-    results = results[args.warmup:]
+    results = [r for r in results[args.warmup:] if r is not None]
     print(json.dumps(dict(times=[r[0] for r in results], parts=[r[1] for r in results],
-                          completion_len=[r[2] for r in results], reward=[], threads=torch.get_num_threads())))
+                          completion_len=[r[2] for r in results], reward=[], threads=torch.get_num_threads(),
+                          profile=profiled.get("summary"))))
 
 # -----------------------------------------------------------------------------
 # the parent: alternate the two sides, report medians
@@ -218,6 +243,7 @@ def run_trl(args):
 def child(side, folder, args):
     cmd = [sys.executable, os.path.abspath(__file__), "--side", side, "--folder", folder, "--threads",
            str(args.threads), "--warmup", str(args.warmup), "--steps", str(args.steps)]
+    cmd += ["--profile"] * args.profile
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if res.returncode:
         sys.exit(f"{side} side failed:\n{res.stdout}\n{res.stderr}")
@@ -230,6 +256,7 @@ def main():
     p.add_argument("--rounds", type=int, default=3, help="ghpo process, TRL process, repeated this many times")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps at the start of each process")
     p.add_argument("--steps", type=int, default=3, help="timed steps per process")
+    p.add_argument("--profile", action="store_true", help="profile each process's first timed step (not timed)")
     p.add_argument("--side", choices=["ghpo", "trl"], help=argparse.SUPPRESS)
     p.add_argument("--folder", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -265,7 +292,16 @@ def main():
     theirs = [part for run in runs["trl"] for part in run["parts"]]
     gen = statistics.median(pt.get("generate", 0.0) for pt in theirs)
     print(f"trl step: generate={gen:.3f} rest={med['trl'] - gen:.3f} (median s)")
-    print(f"step: speedup_vs_trl={med['trl'] / med['ghpo']:.2f} ghpo_s={med['ghpo']:.3f} trl_s={med['trl']:.3f}")
+    last = f"step: speedup_vs_trl={med['trl'] / med['ghpo']:.2f} ghpo_s={med['ghpo']:.3f} trl_s={med['trl']:.3f}"
+    if args.profile:  # medians over the processes' profiled steps (profiling adds a little to every op)
+        for side, v in runs.items():
+            total, gemm = (statistics.median(run["profile"][k] for run in v) for k in ("total", "gemm"))
+            print(f"{side} profiled step (median of {len(v)}): self CPU {total:.3f} s, matrix products {gemm:.3f} s "
+                  f"({gemm / total:.0%}); largest ops of the first: "
+                  + ", ".join(f"{k} {x:.3f}" for k, x in v[0]["profile"]["top"]))
+        ghpo_gemm = statistics.median(run["profile"]["gemm"] for run in runs["ghpo"])
+        last += f" gemm_bound={med['trl'] / ghpo_gemm:.2f}"
+    print(last)
 
 
 if __name__ == "__main__":
