@@ -19,9 +19,9 @@ def test_profile_summary_splits_matrix_products_from_the_rest():
     a, b = torch.randn(256, 256), torch.randn(256, 256)
     with torch.profiler.profile() as prof:
         for _ in range(20):
-            c = a @ b  # aten::mm
+            a @ b  # aten::mm
         for _ in range(200):
-            d = torch.exp(a) + 1.0  # aten::exp, aten::add: not matrix products
+            torch.exp(a) + 1.0  # aten::exp, aten::add: not matrix products
     summary = bench.profile_summary(prof)
     names = [k for k, _ in summary["top"]]
     assert "aten::mm" in names and "aten::exp" in names
@@ -29,4 +29,3 @@ def test_profile_summary_splits_matrix_products_from_the_rest():
     assert abs(summary["gemm"] - mm) <= 1e-3  # only the mm calls count as matrix products here
     assert 0 < summary["gemm"] < summary["total"]
     assert summary["total"] >= sum(v for _, v in summary["top"]) - 1e-3
-    assert c.shape == d.shape
