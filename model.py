@@ -122,36 +122,41 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(self.n_head * self.head_dim, config.hidden_size, bias=False)
 
     def forward(self, x, cos, sin, kv=None, slots=None, mask=None):
-        """x (B, T, C). Without kv: causal self-attention over x. With kv=(k_cache, v_cache) of shape
-        (B, Hkv, Tmax, D): writes this call's keys/values at the flat cache rows `slots` (B*Hkv*T,) (see
-        Qwen2.forward) and attends to the first S cache slots under the additive mask (B, 1, T, S) (0 where key j is
-        visible from slot s, i.e. j <= s, else -inf)."""
+        """x (B, T, C). Without kv: causal self-attention over x. With kv=(k_cache, v_cache), each (B, Hkv, Tmax, D):
+        without slots (a prefill from position 0) this call's keys/values are written at [0, T) and x attends
+        causally to itself; with slots (B*Hkv*T,) (see Qwen2.forward) they are written at those flat cache rows and x
+        attends to the first S cache slots under the additive mask (B, 1, T, S): 0 where key j is visible, -inf not."""
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if kv is not None:
+        if kv is not None and slots is None:  # prefill: the cache may be a strided view (every G-th row)
+            kv[0][:, :, :T] = k
+            kv[1][:, :, :T] = v
+        elif kv is not None:
             k_cache, v_cache = kv
             k_cache.view(-1, self.head_dim).index_copy_(0, slots, k.reshape(-1, self.head_dim))  # (B*Hkv*T, D) rows
             v_cache.view(-1, self.head_dim).index_copy_(0, slots, v.reshape(-1, self.head_dim))
-            k, v = k_cache[:, :, :mask.shape[-1]], v_cache[:, :, :mask.shape[-1]]  # (B, Hkv, S, D)
-            if T == 1 and x.device.type == "cpu":  # decoding: plain matmuls beat SDPA's CPU kernel for one query
-                y = decode_attention(q, k, v, mask)  # (B, H, 1, D)
-                return self.o_proj(y.view(B, 1, self.n_head * self.head_dim))
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=kv is None,
-                                           enable_gqa=self.n_head != self.n_kv_head)  # (B, H, T, D)
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim))
+            S = mask.shape[-1]
+            y = cached_attention(q, k_cache[:, :, :S], v_cache[:, :, :S], mask)  # (B, H, T, D)
+            return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim))
+        # causal attention over this call's tokens: flash attention on CUDA (no mask, so GQA needs no repeated keys)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_head != self.n_kv_head)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim))  # (B, T, C)
 
 
-def decode_attention(q, k, v, mask):
-    """One query per row: q (B, H, 1, D), k/v (B, Hkv, S, D), additive mask (B, 1, 1, S) -> (B, H, 1, D). The H/Hkv
-    query heads that share a key/value head are the rows of one small matmul, so keys are never repeated."""
-    B, H, _, D = q.shape
+def cached_attention(q, k, v, mask):
+    """Attention to a KV cache under an additive mask, on every device: q (B, H, T, D), k/v (B, Hkv, S, D), mask
+    (B, 1, T, S) -> (B, H, T, D). The H/Hkv query heads that share a key/value head are the rows of one matmul, so
+    keys are never repeated. SDPA is not used here: with a mask and GQA, CUDA's SDPA falls back to its math kernel,
+    which repeats the keys and values of every head group; on the CPU plain matmuls beat SDPA for one query."""
+    B, H, T, D = q.shape
     Hkv = k.shape[1]
-    att = q.view(B, Hkv, H // Hkv, D) @ k.transpose(-1, -2)  # (B, Hkv, H/Hkv, S)
-    att = (att * D ** -0.5 + mask).softmax(-1, dtype=torch.float32).to(v.dtype)  # float32 softmax, as SDPA's
-    return (att @ v).view(B, H, 1, D)
+    att = q.reshape(B, Hkv, H // Hkv * T, D) @ k.transpose(-1, -2)  # (B, Hkv, H/Hkv*T, S), rows (head, t)
+    att = att.view(B, Hkv, H // Hkv, T, -1).float() * D ** -0.5 + mask[:, :, None]  # (B, Hkv, H/Hkv, T, S)
+    att = att.softmax(-1).to(v.dtype).view(B, Hkv, H // Hkv * T, -1)  # float32 softmax, as SDPA's
+    return (att @ v).view(B, H, T, D)
 
 
 class MLP(nn.Module):
@@ -213,27 +218,32 @@ class Qwen2(nn.Module):
                     p.copy_(torch.randn(p.shape, generator=gen) * std)
         return model.to(dtype=dtype, device=device)
 
-    def forward(self, idx, kv_cache=None, pos=None, return_hidden=False):
+    def forward(self, idx, kv_cache=None, pos=None, span=None, return_hidden=False):
         """idx (B, T) token ids -> logits (B, T, V), or final normed hidden states (B, T, C) with return_hidden.
-        kv_cache: from new_kv_cache(); pos (B,): the absolute position of idx[:, 0] in each row (the number of tokens
-        that row already has in the cache). Rows may sit at different positions (prompts of different lengths)."""
+        kv_cache: from new_kv_cache() (or views of its rows). Without pos, a prefill: idx fills cache slots [0, T)
+        (rows right-padded: a short row's padding slots are overwritten by its own continuation before anything
+        attends to them). With pos (B,), the absolute position of idx[:, 0] in each row (rows may sit at different
+        positions): idx is written there and attends to the cache's first `span` slots, which must cover every
+        row's last position; span None computes it (a host sync), a caller that knows a bound passes it (no sync,
+        a fixed shape for CUDA graphs)."""
         B, T = idx.shape
-        if kv_cache is None:
-            positions = torch.arange(T, device=idx.device).expand(B, T)  # (B, T)
-        else:
-            positions = pos[:, None] + torch.arange(T, device=idx.device)  # (B, T) absolute slots of this call
-            span = int(positions.max()) + 1  # the one host sync: keys beyond every row's last slot are never read
-            if span > kv_cache[0].shape[3]:
-                raise ValueError(f"position {span - 1} is beyond the KV cache length {kv_cache[0].shape[3]}")
+        positions = torch.arange(T, device=idx.device).expand(B, T)  # (B, T)
         x = self.model.embed_tokens(idx)  # (B, T, C)
         slots = mask = None
-        if kv_cache is not None:  # built once, shared by every layer
+        if kv_cache is not None and pos is not None:  # built once, shared by every layer
+            positions = pos[:, None] + positions  # (B, T) absolute slots of this call
+            if span is None:
+                span = int(positions.max()) + 1  # keys beyond every row's last slot are never read
+            if span > kv_cache[0].shape[3]:
+                raise ValueError(f"position {span - 1} is beyond the KV cache length {kv_cache[0].shape[3]}")
             visible = torch.arange(span, device=idx.device) <= positions[:, :, None]  # (B, T, S)
             mask = torch.zeros(visible.shape, dtype=x.dtype, device=idx.device).masked_fill_(~visible, float("-inf"))
             mask = mask[:, None]  # (B, 1, T, S) additive
             Hkv, Tmax = kv_cache[0].shape[2], kv_cache[0].shape[3]
             heads = torch.arange(B * Hkv, device=idx.device).view(B, Hkv, 1)  # (B, Hkv, 1) row b, head h: b*Hkv + h
             slots = (heads * Tmax + positions[:, None, :]).flatten()  # (B*Hkv*T,) flat cache rows of this call
+        elif kv_cache is not None and T > kv_cache[0].shape[3]:
+            raise ValueError(f"a prefill of {T} tokens is longer than the KV cache ({kv_cache[0].shape[3]})")
         cos, sin = rotary_cos_sin(positions, self.config.head_dim, self.config.rope_theta, x.dtype)
         for i, block in enumerate(self.model.layers):
             kv = None if kv_cache is None else (kv_cache[0][i], kv_cache[1][i])

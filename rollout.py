@@ -2,11 +2,18 @@
 Rollouts for group-based RL: G sampled completions for every prompt, decoded together with a KV cache.
 Reads top to bottom: input checks -> one sampling step (temperature, top-k, top-p) -> sample_groups.
 
-Each distinct prompt is prefilled once (all prompts in one right-padded batch: every row has its own position, so a
-short prompt's padding slots are overwritten by its own completion before anything attends to them), its cache is
-copied to its G rows, and then all P*G rows decode one token per step. Rows that finish are dropped from the batch
-(their cache rows too) once enough of them have finished, and decoding stops when every row has finished.
+Each distinct prompt is prefilled once, straight into the first of its G cache rows (all prompts in one right-padded
+batch: a short prompt's padding slots are overwritten by its own completion before anything attends to them), copied
+to the other G-1 rows in place, and then all P*G rows decode one token per step. The decode step has static shapes:
+the batch and the attended span only change at a few points (compaction, span buckets), so on CUDA each shape is
+captured once as a CUDA graph and replayed, instead of launching ~40 kernels per layer from Python every token.
+Finished rows stay in the batch, masked, until the live fraction falls to `compact_below`; then the live rows move
+to the front of the same cache, in place. Whether all rows finished is asked every `check_every` tokens, the only
+host syncs of the loop.
 """
+import math
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
@@ -76,12 +83,81 @@ def sample_next(logits, u, temperature, top_k, top_p):
     return token, logprobs.gather(1, choice)[:, 0]
 
 # -----------------------------------------------------------------------------
+# the decode plan and the memory a row needs
+
+
+class DecodePlan(NamedTuple):
+    """How the decode loop runs on a device (the same loop everywhere; the plan only sets its granularity)."""
+    cuda_graphs: bool    # capture the step once per (batch, span) shape and replay it
+    span_bucket: int     # the attended span rounded up to a multiple of this (a fixed shape); 0: the exact span
+                         # (one host sync per step, free on a CPU)
+    check_every: int     # tokens between the host's "have all rows finished?" checks (and compactions)
+    row_multiple: int    # a compacted batch keeps a multiple of this many rows (fewer shapes to capture)
+
+
+CPU_PLAN = DecodePlan(cuda_graphs=False, span_bucket=0, check_every=1, row_multiple=1)
+CUDA_PLAN = DecodePlan(cuda_graphs=True, span_bucket=256, check_every=16, row_multiple=8)
+
+
+def plan_for(device):
+    return CUDA_PLAN if torch.device(device).type == "cuda" else CPU_PLAN
+
+
+def kv_bytes_per_token(config, dtype):
+    """Bytes of keys and values one row holds per cache slot: layers x 2 x kv heads x head_dim x element size."""
+    return 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim * dtype.itemsize
+
+
+def row_bytes(config, dtype, cache_len):
+    """Device memory one sampled row needs: its KV cache slots, plus the decode step's per-row working set (the
+    float32 logits and the sampler's softmax, cumsum and sort over them: 4 x V x 4 bytes, a bound)."""
+    return kv_bytes_per_token(config, dtype) * cache_len + 16 * config.vocab_size
+
+
+def rows_that_fit(config, dtype, cache_len, free_bytes, G):
+    """How many rows one sample_groups call may decode at once in `free_bytes` of device memory: whole groups of G
+    rows. Raises ValueError (naming what it takes) when not even one group fits."""
+    per_row = row_bytes(config, dtype, cache_len)
+    rows = int(free_bytes // per_row) // G * G
+    if rows < G:
+        raise ValueError(f"one group of {G} rows x {cache_len} cache slots needs {G * per_row / 2**30:.1f} GiB "
+                         f"({per_row / 2**20:.0f} MiB a row) and {free_bytes / 2**30:.1f} GiB are free: lower "
+                         f"max_new_tokens or group_size, or free memory")
+    return rows
+
+# -----------------------------------------------------------------------------
 # the sampler
+
+
+class Rows(NamedTuple):
+    """Per-row state of the decode batch, allocated for every row (plus one scratch row) and read through views of
+    its first b rows. Compaction moves the live rows to the front, in place, so CUDA graphs keep their addresses."""
+    out: torch.Tensor     # (N+1,) long: the output row a batch row writes; padding rows write the scratch row N
+    pos: torch.Tensor     # (N+1,) long: the cache slot of the row's next fed token
+    budget: torch.Tensor  # (N+1,) long: tokens the row may generate
+    alive: torch.Tensor   # (N+1,) bool: not finished
+    token: torch.Tensor   # (N+1,) long: the row's last sampled token, fed by the next step
+
+
+def cuda_graph(step, pool, warm_up):
+    """Capture step() (which must give the same result when run twice: it is, since it writes only the cache slot
+    its own inputs decide) as a CUDA graph. Returns (graph, its output tensors). The first capture of a call is
+    preceded by one run on a side stream, as CUDA graph capture asks, so lazy initialisations happen outside it."""
+    if warm_up:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            step()
+        torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool):
+        out = step()
+    return graph, out
 
 
 @torch.no_grad()
 def sample_groups(model, prompts, G, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0, stop_ids=(), seed=0,
-                  generator=None, pad_id=0, compact_below=0.75):
+                  generator=None, pad_id=0, compact_below=0.75, max_rows=0, plan=None):
     """Sample G completions for every prompt (a list of token-id lists of any lengths). Returns one dict of batched
     tensors on the model's device, rows prompt-major (prompt 0's G rows, then prompt 1's, ...), N = len(prompts) * G:
       tokens        (N, T) long: the completions, pad_id (any int) after each row's end; T = the longest completion
@@ -92,60 +168,135 @@ def sample_groups(model, prompts, G, max_new_tokens, temperature=1.0, top_k=0, t
       finish_reason list of N strings: "stop" (ended on a stop id) or "length" (max_new_tokens or the context limit)
       prompt_index  (N,) long: which prompt each row belongs to
     A completion never runs past the model's context: prompt + completion <= max_position_embeddings.
-    Randomness comes from `generator` (a torch.Generator on the model's device) or one seeded with `seed`.
-    compact_below: drop finished rows from the batch (and the KV cache) when the live fraction falls to or below it."""
+    Randomness comes from `generator` (a torch.Generator on the model's device) or one seeded with `seed`: each
+    step draws one uniform per output row, and a row's token is a function of its own logits and its own uniform.
+    compact_below: move the live rows to the front of the batch when the live fraction falls to or below it.
+    max_rows: decode at most this many rows at once (whole groups; 0: all), the rest in later batches.
+    plan: a DecodePlan (default: plan_for(the model's device))."""
     prompts = check_inputs(model, prompts, G, max_new_tokens, temperature, top_k, top_p, stop_ids)
     device = model.lm_head.weight.device
     if generator is None:
         generator = torch.Generator(device=device).manual_seed(seed)
+    per_call = max(1, max_rows // G) if max_rows else len(prompts)
+    outs = [decode(model, prompts[i:i + per_call], G, max_new_tokens, temperature, top_k, top_p, stop_ids,
+                   generator, pad_id, compact_below, plan or plan_for(device))
+            for i in range(0, len(prompts), per_call)]
+    return outs[0] if len(outs) == 1 else concat_outputs(outs, pad_id, G)
+
+
+def concat_outputs(outs, pad_id, G):
+    """The outputs of consecutive batches of prompts as one, padded to the longest completion."""
+    T = max(o["tokens"].shape[1] for o in outs)
+    pad = lambda x, v: F.pad(x, (0, T - x.shape[1]), value=v)
+    return dict(tokens=torch.cat([pad(o["tokens"], pad_id) for o in outs]),
+                mask=torch.cat([pad(o["mask"], False) for o in outs]),
+                logprobs=torch.cat([pad(o["logprobs"], 0.0) for o in outs]),
+                lengths=torch.cat([o["lengths"] for o in outs]),
+                finish_reason=[r for o in outs for r in o["finish_reason"]],
+                prompt_index=torch.arange(sum(len(o["lengths"]) for o in outs) // G,
+                                          device=outs[0]["lengths"].device).repeat_interleave(G))
+
+
+def decode(model, prompts, G, max_new_tokens, temperature, top_k, top_p, stop_ids, generator, pad_id, compact_below,
+           plan):
+    """sample_groups for one batch of prompts (checked inputs)."""
+    device = model.lm_head.weight.device
     P, N = len(prompts), len(prompts) * G
     prompt_lens = torch.tensor([len(p) for p in prompts], device=device)  # (P,)
     budget = (model.config.max_position_embeddings - prompt_lens).clamp(max=max_new_tokens)  # (P,) tokens allowed
-    max_len = int((prompt_lens + budget).max())  # cache slots: the longest prompt + completion
+    Lp = max(len(p) for p in prompts)
+    max_len = max(len(p) + min(max_new_tokens, model.config.max_position_embeddings - len(p)) for p in prompts)
+    k_cache, v_cache = model.new_kv_cache(N, max_len)  # (L, N, Hkv, max_len, D) each
+    L = k_cache.shape[0]
 
-    # prefill every distinct prompt once, right-padded into one batch, and copy each prompt's cache to its G rows
-    padded = torch.zeros(P, int(prompt_lens.max()), dtype=torch.long, device=device)  # (P, Lmax), any id pads
+    # prefill every distinct prompt once, into the first of its G cache rows, then copy those slots to the other G-1
+    padded = torch.zeros(P, Lp, dtype=torch.long, device=device)  # (P, Lp), any id pads
     for i, p in enumerate(prompts):
         padded[i, :len(p)] = torch.tensor(p, device=device)
-    kv = model.new_kv_cache(P, max_len)
-    h = model(padded, kv_cache=kv, pos=torch.zeros(P, dtype=torch.long, device=device), return_hidden=True)
+    h = model(padded, kv_cache=(k_cache[:, ::G], v_cache[:, ::G]), return_hidden=True)  # (P, Lp, C)
     h_last = h[torch.arange(P, device=device), prompt_lens - 1]  # (P, C) hidden state at each prompt's last token
     logits = model.lm_head(h_last).float().repeat_interleave(G, 0)  # (N, V)
-    kv = tuple(c.repeat_interleave(G, dim=1) for c in kv)  # (L, N, Hkv, max_len, D) each
+    del h
+    for c in (k_cache, v_cache):
+        groups = c.view(L, P, G, *c.shape[2:])[:, :, :, :, :Lp]  # (L, P, G, Hkv, Lp, D)
+        groups[:, :, 1:] = groups[:, :, :1]  # in place: no copy of the whole cache
 
-    # decode: batch row b is output row rows[b]; it writes its next token at position pos[b]
-    rows = torch.arange(N, device=device)  # (B,)
-    pos = prompt_lens.repeat_interleave(G)  # (B,)
-    budget = budget.repeat_interleave(G)  # (B,)
-    alive = torch.ones(N, dtype=torch.bool, device=device)  # (B,)
+    # per-row state (N+1 rows: row N is the scratch row of padding rows) and the output buffers
+    b = N  # rows in the batch: rows[:b]; the live ones among them have alive set
+    rows = Rows(out=torch.arange(N + 1, device=device), pos=F.pad(prompt_lens.repeat_interleave(G), (0, 1)),
+                budget=F.pad(budget.repeat_interleave(G), (0, 1)), alive=torch.ones(N + 1, dtype=torch.bool,
+                                                                                   device=device),
+                token=torch.zeros(N + 1, dtype=torch.long, device=device))
+    rows.alive[N] = False
     stop = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
-    tokens = torch.full((N, max_new_tokens), pad_id, dtype=torch.long, device=device)
-    logprobs = torch.zeros(N, max_new_tokens, device=device)
-    lengths = torch.zeros(N, dtype=torch.long, device=device)
-    for t in range(max_new_tokens):
-        u = torch.rand(N, generator=generator, device=device)[rows]  # (B,) one uniform per output row and step
-        token, logp = sample_next(logits, u, temperature, top_k, top_p)  # (B,) each
-        tokens[rows, t] = torch.where(alive, token, pad_id)
-        logprobs[rows, t] = torch.where(alive, logp, 0.0)
-        ended = alive & (torch.isin(token, stop) | (budget <= t + 1))  # (B,)
-        lengths[rows] = torch.where(ended, t + 1, lengths[rows])
-        alive &= ~ended
-        n_alive = int(alive.sum())  # the one host sync per step: it decides stopping and compaction
-        if n_alive == 0:
-            break
-        if n_alive <= compact_below * len(rows):  # drop finished rows: later steps do only the live rows' work
-            keep = alive.nonzero()[:, 0]
-            rows, pos, budget, alive, token = rows[keep], pos[keep], budget[keep], alive[keep], token[keep]
-            kv = tuple(c.index_select(1, keep) for c in kv)
-        # feed the sampled tokens; a finished row still in the batch rewrites its own last slot and is ignored
-        h = model(token[:, None], kv_cache=kv, pos=pos, return_hidden=True)  # (B, 1, C)
-        logits = model.lm_head(h[:, 0]).float()  # (B, V)
-        pos = pos + alive
+    tokens = torch.full((N + 1, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    logprobs = torch.zeros(N + 1, max_new_tokens, device=device)
+    lengths = torch.zeros(N + 1, dtype=torch.long, device=device)
+    uniforms = torch.zeros(N + 1, device=device)  # one per output row and step; the scratch row's stays 0
 
+    def record(t, token, logp):
+        """Write step t's samples of the batch's rows and retire the rows that ended."""
+        out, alive = rows.out[:b], rows.alive[:b]
+        tokens[out, t] = torch.where(alive, token, pad_id)
+        logprobs[out, t] = torch.where(alive, logp, 0.0)
+        ended = alive & ((token[:, None] == stop).any(1) | (rows.budget[:b] <= t + 1))  # (b,)
+        lengths[out] = torch.where(ended, t + 1, lengths[out])
+        alive &= ~ended
+        rows.token[:b] = token
+
+    def step(b, span):
+        """Feed each row's last token at its position and sample the next: the static decode step."""
+        h = model(rows.token[:b, None], kv_cache=(k_cache[:, :b], v_cache[:, :b]), pos=rows.pos[:b], span=span,
+                  return_hidden=True)  # (b, 1, C)
+        logits = model.lm_head(h[:, 0]).float()  # (b, V)
+        return sample_next(logits, uniforms[rows.out[:b]], temperature, top_k, top_p)
+
+    graphs, pool = {}, None
+    torch.rand(N, generator=generator, device=device, out=uniforms[:N])
+    record(0, *sample_next(logits, uniforms[rows.out[:b]], temperature, top_k, top_p))
+    del logits
+    for t in range(1, max_new_tokens):
+        if t % plan.check_every == 0:  # the host sync: stop when every row has finished; compact when few live
+            live = int(rows.alive[:b].sum())
+            if live == 0:
+                break
+            keep_rows = min(b, math.ceil(live / plan.row_multiple) * plan.row_multiple)
+            if live <= compact_below * b and keep_rows < b:
+                compact(rows, (k_cache, v_cache), b, keep_rows, N)
+                b = keep_rows
+        torch.rand(N, generator=generator, device=device, out=uniforms[:N])
+        span = None if not plan.span_bucket else min(max_len, math.ceil((Lp + t) / plan.span_bucket)
+                                                     * plan.span_bucket)  # covers every row's position
+        if not plan.cuda_graphs:
+            token, logp = step(b, span)
+        else:
+            if (b, span) not in graphs:
+                pool = pool or torch.cuda.graph_pool_handle()
+                graphs[b, span] = cuda_graph(lambda: step(b, span), pool, warm_up=not graphs)
+            graph, (token, logp) = graphs[b, span]
+            graph.replay()
+        rows.pos[:b] += rows.alive[:b]  # the fed token took its slot; finished rows keep rewriting their last one
+        record(t, token, logp)
+
+    lengths, tokens, logprobs = lengths[:N], tokens[:N], logprobs[:N]
     T = int(lengths.max())
     mask = torch.arange(T, device=device) < lengths[:, None]  # (N, T)
     last = tokens.gather(1, (lengths - 1)[:, None])[:, 0]  # (N,) each row's final token
-    stopped = torch.isin(last, stop).tolist()
+    stopped = (last[:, None] == stop).any(1).tolist()
     return dict(tokens=tokens[:, :T], mask=mask, logprobs=logprobs[:, :T], lengths=lengths,
                 finish_reason=["stop" if s else "length" for s in stopped],
                 prompt_index=torch.arange(P, device=device).repeat_interleave(G))
+
+
+def compact(rows, kv, b, keep_rows, N):
+    """Move the live rows among the batch's first b to the front, in place (state and cache), and pad to keep_rows
+    with finished rows that write the scratch row. The cache moves one layer at a time and only its filled slots:
+    the only copy is those of one layer's live rows."""
+    keep = rows.alive[:b].nonzero()[:, 0]  # (live,) ascending
+    live, filled = len(keep), int(rows.pos[:b].max()) + 1
+    for x in rows:
+        x[:live] = x[:b][keep]
+    rows.out[live:keep_rows], rows.alive[live:keep_rows] = N, False
+    for c in kv:
+        for layer in c:  # (N, Hkv, max_len, D)
+            layer[:live, :, :filled] = layer[keep, :, :filled]

@@ -4,6 +4,7 @@ import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import model as model_module
 from helpers import byte_bpe_tokenizer
@@ -67,17 +68,25 @@ def test_hidden_states_and_head(pair):
         torch.testing.assert_close(ours.lm_head(h), ours(idx), rtol=0, atol=0)
 
 
-def test_cached_decode_equals_full_recompute_with_per_row_positions(pair):
+@pytest.mark.parametrize("prefill", ["causal", "cached"])
+def test_cached_decode_equals_full_recompute_with_per_row_positions(pair, prefill):
+    """A right-padded batched prefill (causal attention over itself, or written at position 0 and attending to the
+    cache under its mask), then one-token steps at per-row positions, then a 3-token continuation step: every
+    position's logits equal a full forward over that row's sequence so far."""
     _, ours, _ = pair
     g = torch.Generator().manual_seed(3)
-    seqs = [torch.randint(0, ours.config.vocab_size, (n,), generator=g) for n in (6, 11, 8)]
+    seqs = [torch.randint(0, ours.config.vocab_size, (n,), generator=g) for n in (9, 14, 11)]
     prompt_lens = [3, 7, 4]
     kv = ours.new_kv_cache(3, 16)
     padded = torch.zeros(3, max(prompt_lens), dtype=torch.long)  # right-padded batched prefill
     for i, (s, n) in enumerate(zip(seqs, prompt_lens)):
         padded[i, :n] = s[:n]
     with torch.no_grad():
-        ours(padded, kv_cache=kv, pos=torch.zeros(3, dtype=torch.long))
+        pos0 = None if prefill == "causal" else torch.zeros(3, dtype=torch.long)
+        first = ours(padded, kv_cache=kv, pos=pos0)  # (B, Lp, V)
+        for i, s in enumerate(seqs):
+            n = prompt_lens[i]
+            assert (first[i, :n] - ours(s[None, :n])[0]).abs().max().item() <= 1e-4
         pos = torch.tensor(prompt_lens)
         for step in range(3):  # three one-token decode steps, each row at its own position
             nxt = torch.stack([s[n + step] for s, n in zip(seqs, prompt_lens)])[:, None]  # (B, 1)
@@ -86,6 +95,34 @@ def test_cached_decode_equals_full_recompute_with_per_row_positions(pair):
                 full = ours(s[None, :prompt_lens[i] + step + 1])[0, -1]
                 assert (cached[i] - full).abs().max().item() <= 1e-4
             pos = pos + 1
+        nxt = torch.stack([s[n + 3:n + 6] for s, n in zip(seqs, prompt_lens)])  # (B, 3): several tokens at once
+        cached = ours(nxt, kv_cache=kv, pos=pos)  # (B, 3, V)
+        for i, s in enumerate(seqs):
+            full = ours(s[None, :prompt_lens[i] + 6])[0, -3:]
+            assert (cached[i] - full).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("T", [1, 5])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cached_attention_equals_masked_sdpa_with_gqa(T, dtype):
+    """model.cached_attention, the cache attention of every device, against torch's SDPA with the same additive mask
+    and enable_gqa (the call CUDA decoding made before this function replaced it), both against a float64 SDPA:
+    within 2x SDPA's own error in bfloat16, to rounding in float32. Rows see different numbers of slots."""
+    g = torch.Generator().manual_seed(6)
+    B, H, Hkv, S, D = 3, 12, 2, 37, 32
+    q, k, v = (torch.randn(shape, generator=g) for shape in ((B, H, T, D), (B, Hkv, S, D), (B, Hkv, S, D)))
+    last = torch.tensor([36, 8, 20])[:, None] - T + 1 + torch.arange(T)  # (B, T) each query's own slot
+    visible = torch.arange(S) <= last[:, :, None]  # (B, T, S)
+    mask = torch.zeros(B, 1, T, S).masked_fill_(~visible[:, None], float("-inf"))
+    ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), attn_mask=mask.double(), enable_gqa=True)
+    q, k, v, mask = q.to(dtype), k.to(dtype), v.to(dtype), mask.to(dtype)
+    ours = model_module.cached_attention(q, k, v, mask).double()
+    sdpa = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True).double()
+    ours_err, sdpa_err = (ours - ref).abs().max().item(), (sdpa - ref).abs().max().item()
+    if dtype == torch.float32:
+        assert ours_err <= 1e-5 and sdpa_err <= 1e-5
+    else:
+        assert 0 < ours_err <= 2 * sdpa_err, (ours_err, sdpa_err)
 
 
 def greedy_with_cache(model, prompt, n_new):

@@ -1,11 +1,13 @@
 """rollout.sample_groups: greedy parity with transformers' generate, log-probs against a full forward, mixed-length
-batches, stop and length semantics, reproducibility, and bad input."""
+batches, stop and length semantics, reproducibility, the CUDA decode plan's logic run on the CPU, no whole-cache
+copies, batches of rows, the memory arithmetic, and bad input."""
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
-from model import Qwen2
-from rollout import sample_groups
+from model import Qwen2, Qwen2Config
+from rollout import CPU_PLAN, CUDA_PLAN, kv_bytes_per_token, row_bytes, rows_that_fit, sample_groups
 
 transformers = pytest.importorskip("transformers")  # test-only dependency (requirements-dev.txt)
 
@@ -212,3 +214,103 @@ def test_bad_input_names_the_argument(pair, kwargs, match):
     args = dict(prompts=[[1, 2, 3]], G=2, max_new_tokens=4) | kwargs
     with pytest.raises(ValueError, match=match):
         sample_groups(ours, **args)
+
+
+# the CUDA plan without the graph capture (the CPU has none): bucketed spans, rare checks, padded compaction. Small
+# buckets and a short check interval so that these tiny runs cross several of each.
+CUDA_LOGIC = CUDA_PLAN._replace(cuda_graphs=False, span_bucket=8, check_every=3, row_multiple=4)
+
+
+@pytest.mark.parametrize("sampling", [dict(temperature=0.0), dict(top_k=30), dict(temperature=0.7, top_p=0.9)],
+                         ids=["greedy", "top_k", "top_p"])
+@pytest.mark.parametrize("plan", [CUDA_LOGIC, CUDA_PLAN._replace(cuda_graphs=False)], ids=["small-buckets", "cuda"])
+def test_cuda_plan_samples_what_the_cpu_plan_samples(pair, sampling, plan):
+    """Rows of several prompt lengths that stop at different steps: the same tokens for the same generator, whatever
+    the span buckets, check interval and padded compaction (a row's sample depends on its own logits and uniform)."""
+    _, ours = pair
+    prompts = random_prompts([3, 17, 9, 30, 1], seed=12)
+    kw = dict(G=3, max_new_tokens=16, stop_ids=tuple(range(0, VOCAB, 6)), seed=4, **sampling)
+    cpu, cuda = sample_groups(ours, prompts, plan=CPU_PLAN, **kw), sample_groups(ours, prompts, plan=plan, **kw)
+    assert len(set(cpu["lengths"].tolist())) > 2  # rows finished at different steps
+    assert torch.equal(cpu["tokens"], cuda["tokens"]) and torch.equal(cpu["mask"], cuda["mask"])
+    assert cpu["finish_reason"] == cuda["finish_reason"]
+    torch.testing.assert_close(cpu["logprobs"], cuda["logprobs"], rtol=0, atol=1e-5)
+
+
+class LargestNewTensor(TorchFunctionMode):
+    """Records the bytes of the largest tensor any torch call returns that owns memory of its own (not a view of
+    an existing tensor), leaving out the KV cache's own allocation (new_kv_cache's zeros)."""
+    def __init__(self, cache_numel):
+        super().__init__()
+        self.cache_numel, self.largest = cache_numel, 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = [a for a in list(args) + list((kwargs or {}).values()) if isinstance(a, torch.Tensor)]
+        for t in out if isinstance(out, tuple) else (out,):
+            if not isinstance(t, torch.Tensor) or func is torch.zeros and t.numel() == self.cache_numel:
+                continue
+            if all(t.untyped_storage().data_ptr() != a.untyped_storage().data_ptr() for a in inputs):
+                self.largest = max(self.largest, t.untyped_storage().nbytes())
+        return out
+
+
+def test_no_copy_of_the_whole_cache(pair):
+    """Prefill writes each prompt into the first of its G rows and copies it to the others in place, and compaction
+    moves rows one layer at a time: no tensor as large as one layer's share of the cache is made besides the cache
+    (the sampler before this one copied the whole cache after prefill and at every compaction)."""
+    _, ours = pair
+    prompts, G, new = random_prompts([12, 30], seed=13), 8, 16
+    c = ours.config
+    cache_numel = c.num_hidden_layers * len(prompts) * G * c.num_key_value_heads * (30 + new) * c.head_dim
+    cache_bytes = cache_numel * 4
+    for plan in (CPU_PLAN, CUDA_LOGIC):
+        with LargestNewTensor(cache_numel) as mode:
+            out = sample_groups(ours, prompts, G, new, stop_ids=tuple(range(0, VOCAB, 3)), seed=3, plan=plan)
+        assert out["lengths"].min() < new / 2 and out["lengths"].max() > new / 2  # compaction happened
+        assert 0 < mode.largest < cache_bytes / c.num_hidden_layers, (plan, mode.largest, cache_bytes)
+
+
+def test_max_rows_decodes_whole_groups_in_batches(pair):
+    _, ours = pair
+    prompts = random_prompts([5, 9, 2, 14, 7], seed=14)
+    kw = dict(G=3, max_new_tokens=10, stop_ids=(0, 1, 2), top_k=20)
+    whole = sample_groups(ours, prompts, generator=torch.Generator().manual_seed(5), **kw)
+    gen = torch.Generator().manual_seed(5)
+    split = sample_groups(ours, prompts, generator=gen, max_rows=7, **kw)  # 7 rows: 2 prompts (6 rows) a batch
+    gen = torch.Generator().manual_seed(5)
+    parts = [sample_groups(ours, prompts[i:i + 2], generator=gen, **kw) for i in (0, 2, 4)]
+    assert split["tokens"].shape[0] == 15 and split["prompt_index"].tolist() == [i for i in range(5) for _ in "GGG"]
+    assert split["finish_reason"] == [r for p in parts for r in p["finish_reason"]]
+    for key in ("tokens", "mask", "logprobs"):
+        T = split[key].shape[1]
+        assert T == max(p[key].shape[1] for p in parts) == whole[key].shape[1] or T <= 10
+        for i, p in enumerate(parts):
+            rows = slice(6 * i, 6 * i + len(p["lengths"]))
+            assert torch.equal(split[key][rows, :p[key].shape[1]], p[key])
+            assert not split["mask"][rows, p[key].shape[1]:].any()
+
+
+def test_kv_bytes_per_token_is_what_the_cache_allocates():
+    """The arithmetic against the allocation it describes, and Qwen2.5-1.5B's figure by hand: 28 layers x (keys +
+    values) x 2 KV heads x 128 dims x 2 bytes = 28,672 bytes a token."""
+    qwen15 = Qwen2Config(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                         num_attention_heads=12, num_key_value_heads=2)
+    assert kv_bytes_per_token(qwen15, torch.bfloat16) == 28_672
+    config = Qwen2Config(vocab_size=50, hidden_size=48, intermediate_size=32, num_hidden_layers=3,
+                         num_attention_heads=6, num_key_value_heads=3)
+    model = Qwen2.from_config(config, dtype=torch.bfloat16)
+    k, v = model.new_kv_cache(5, 11)
+    assert k.nbytes + v.nbytes == 5 * 11 * kv_bytes_per_token(config, torch.bfloat16)
+    # a row of the 1.5B config at 2,048 + 400 tokens: 70.2 MB of cache and 2.4 MB of logits working set
+    assert row_bytes(qwen15, torch.bfloat16, 2448) == 28_672 * 2448 + 16 * 151936
+
+
+def test_rows_that_fit():
+    config = Qwen2Config(vocab_size=1000, hidden_size=64, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2)
+    per_row = 2 * 2 * 2 * 16 * 4 * 100 + 16 * 1000  # keys + values of 2 layers, 2 heads of 16, float32, 100 slots
+    assert rows_that_fit(config, torch.float32, 100, free_bytes=37 * per_row + 5, G=8) == 32  # whole groups only
+    assert rows_that_fit(config, torch.float32, 100, free_bytes=8 * per_row, G=8) == 8
+    with pytest.raises(ValueError, match=r"one group of 8 rows x 100 cache slots needs .* GiB .* are free"):
+        rows_that_fit(config, torch.float32, 100, free_bytes=8 * per_row - 1, G=8)
