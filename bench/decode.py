@@ -1,8 +1,9 @@
 """
 The sampler's decode step on one device: (b) KV-cached prefill and decode against a full forward, and which attention
-kernels ran for prefill, decode and training; (c) decode tokens/s of sample_groups with the eager step against the
-CUDA-graph step, at 128 and 256 rows of a random model with Qwen2.5-1.5B's shape, and the fraction of the memory
-roofline each reaches.
+kernels ran for prefill, decode and training; (c) decode tokens/s of sample_groups at 128 and 256 rows of a random
+model with Qwen2.5-1.5B's shape, three ways: eager (op by op), graph_unfused (the step replayed as a CUDA graph) and
+graph (CUDA graph of the step with its element-wise pieces fused by torch.compile: the default on CUDA), and the
+fraction of the memory roofline each reaches; then a profile of one step: its kernels and where their time goes.
 
 Roofline: a decode step must read every weight once (the tied embedding once, as the head) and the KV cache slots its
 rows have filled (not the preallocated length); those bytes over the bandwidth of a large device-to-device copy
@@ -22,8 +23,9 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import model as model_module  # noqa: E402
 from model import Qwen2, Qwen2Config  # noqa: E402
-from rollout import CUDA_PLAN, kv_bytes_per_token, plan_for, sample_groups  # noqa: E402
+from rollout import CUDA_PLAN, kv_bytes_per_token, plan_for, sample_groups, sample_next  # noqa: E402
 
 # Qwen2.5-1.5B's config.json (the shape; the weights are random)
 QWEN25_15B = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
@@ -104,6 +106,33 @@ def attention_kernels(model, device):
     return found
 
 
+@torch.no_grad()
+def step_profile(model, rows, filled, device, top=8):
+    """One decode step (forward of one token per row at `filled` cached slots, head, sampling) under the profiler:
+    the number of CUDA kernels, their summed time, and the kernels that take most of it."""
+    from torch.profiler import ProfilerActivity, profile
+    kv = model.new_kv_cache(rows, filled + 8)
+    token = torch.randint(0, model.config.vocab_size, (rows, 1), device=device)
+    pos = torch.full((rows,), filled, device=device)
+    u = torch.rand(rows, device=device)
+
+    def step():
+        h = model(token, kv_cache=kv, pos=pos, span=filled + 1, return_hidden=True)
+        return sample_next(model.lm_head(h[:, 0]).float(), u, 1.0, 50, 1.0)
+    step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    kernels = [e for e in prof.events() if str(e.device_type).endswith("CUDA")]
+    total = sum(e.time_range.elapsed_us() for e in kernels)  # microseconds
+    by_name = {}
+    for e in kernels:
+        by_name[e.name[:60]] = by_name.get(e.name[:60], 0) + e.time_range.elapsed_us()
+    heavy = sorted(by_name.items(), key=lambda kv: -kv[1])[:top]
+    return len(kernels), total, heavy
+
+
 def copy_bandwidth(device, gib=2):
     """Bytes read + written per second by a large device-to-device copy (the median of 10 after a warm-up)."""
     x = torch.empty(int(gib * 2**30), dtype=torch.uint8, device=device)
@@ -158,10 +187,13 @@ def main():
     ok = errors["float32"] <= 1e-4 and errors[args.dtype] <= (1e-4 if dtype == torch.float32 else 3e-2)
     model = random_model(shape, dtype, device)
     if device.type == "cuda":
-        for phase, names in attention_kernels(random_model(shape, dtype, device, layers=2), device).items():
-            print(f"{phase} attention/matmul kernels: {names}")
+        try:  # a figure, not a check: a profiler failure is printed, and the bench goes on
+            for phase, names in attention_kernels(random_model(shape, dtype, device, layers=2), device).items():
+                print(f"{phase} attention/matmul kernels: {names}")
+        except Exception as e:
+            print(f"attention kernels: the profiler failed: {e!r}")
 
-    # (c) decode tokens/s, eager against graphs, and the roofline
+    # (c) decode tokens/s: op by op, a CUDA graph of the step, and a CUDA graph of the fused step; the roofline
     bandwidth = copy_bandwidth(device) if device.type == "cuda" else None
     if bandwidth:
         print(f"device copy bandwidth {bandwidth / 1e12:.2f} TB/s (read + written)")
@@ -169,8 +201,9 @@ def main():
     per_token = kv_bytes_per_token(model.config, dtype)
     gen = torch.Generator().manual_seed(0)
     figures = {}
-    eager_plan = plan_for(device)._replace(cuda_graphs=False)
-    graph_plan = CUDA_PLAN if device.type == "cuda" else None
+    variants = [("eager", plan_for(device)._replace(cuda_graphs=False), False)]
+    if device.type == "cuda":
+        variants += [("graph_unfused", CUDA_PLAN, False), ("graph", CUDA_PLAN, True)]
     for rows in map(int, args.rows.split(",")):
         prompts = [torch.randint(0, shape["vocab_size"], (int(n),), generator=gen).tolist()
                    for n in torch.randint(32, 97, (rows // args.G,), generator=gen)]
@@ -178,26 +211,34 @@ def main():
         steps = args.new - 1
         kv_read = per_token * (filled * steps + rows * steps * (steps + 1) / 2)
         floor = (weight_bytes * steps + kv_read) / bandwidth if bandwidth else None
-        line = f"{rows} rows x {args.new} tokens:"
-        for name, plan in (("eager", eager_plan), ("graph", graph_plan)):
-            if plan is None:
-                continue
+        figures["floor", rows] = floor
+        for name, plan, fused in variants:
+            model_module.FUSE_ON_CUDA = fused
             seconds = decode_rate(model, prompts, args.G, args.new, plan, args.repeats)
             figures[name, rows] = seconds
-            line += f" {name} {rows * steps / seconds:8.0f} tok/s ({1e3 * seconds / steps:.2f} ms/step" + \
-                    (f", roofline {floor / seconds:.2f})" if floor else ")")
-        if floor:
-            figures["floor", rows] = floor
-            line += f" floor {1e3 * floor / steps:.2f} ms/step"
-        print(line, flush=True)
+            print(f"{rows} rows x {args.new} tokens, {name:>13}: {rows * steps / seconds:8.0f} tok/s, "
+                  f"{1e3 * seconds / steps:.2f} ms/step" + (f", roofline {floor / seconds:.2f} (floor "
+                                                            f"{1e3 * floor / steps:.2f} ms/step)" if floor else ""),
+                  flush=True)
+    model_module.FUSE_ON_CUDA = True
     if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**30
-        print(f"peak allocated {peak:.1f} GiB")
+        print(f"peak allocated {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+        for fused in (False, True):  # where a step's time goes
+            model_module.FUSE_ON_CUDA = fused
+            try:
+                n, total, heavy = step_profile(model, 256, 320, device)
+                print(f"one step, 256 rows at 320 cached slots, {'fused' if fused else 'op by op'}: {n} kernels, "
+                      f"{total / 1e3:.2f} ms of kernel time; heaviest: " +
+                      "; ".join(f"{name} {t / 1e3:.2f} ms" for name, t in heavy))
+            except Exception as e:
+                print(f"step profile: the profiler failed: {e!r}")
+        model_module.FUSE_ON_CUDA = True
     summary = []
     for rows in map(int, args.rows.split(",")):
         if ("graph", rows) in figures:
-            summary.append(f"graph_vs_eager_{rows}={figures['eager', rows] / figures['graph', rows]:.2f}")
-            summary.append(f"roofline_{rows}={figures['floor', rows] / figures['graph', rows]:.3f}")
+            summary += [f"graph_vs_eager_{rows}={figures['eager', rows] / figures['graph', rows]:.2f}",
+                        f"unfused_graph_vs_eager_{rows}={figures['eager', rows] / figures['graph_unfused', rows]:.2f}",
+                        f"roofline_{rows}={figures['floor', rows] / figures['graph', rows]:.3f}"]
         else:
             summary.append(f"eager_tok_s_{rows}={rows * (args.new - 1) / figures['eager', rows]:.0f}")
     summary += [f"cached_vs_full_{name}={err:.1e}" for name, err in errors.items()]

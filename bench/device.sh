@@ -1,25 +1,35 @@
 #!/usr/bin/env bash
-# The checks only a CUDA GPU can make, in one run of at most 8 minutes on one GPU, every figure appended to
-# bench/RESULTS.md with the device named (docs/real.md says what each step checks):
-#   kernels      tests/test_kernels.py with the Triton kernels compiled (TRITON_INTERPRET unset)
-#   logprob      bench/logprob.py, bfloat16, N=8192 tokens, V=151,936 (Triton fused vs full-logits reference)
-#   rollout      bench/rollout.py, bfloat16, Qwen2.5-0.5B's shape, 16 prompts x G=8 = 128 rows x 512 new tokens
-#   real_shape   bench/real_shape.py on CUDA: 2 GHPO steps of the 0.5B-shaped model through the real config
+# The checks only a CUDA GPU can make, in one run of at most 8 minutes on one GPU (docs/real.md says what each
+# checks). Each step's log, exit status and seconds go to --logs (out/device, archived to $OUT/device_logs.tgz when
+# $OUT is set, as on the device tool); --write-results turns them into a section of bench/RESULTS.md naming the
+# device:
+#   kernels      tests/test_kernels.py with the Triton kernels compiled (TRITON_INTERPRET unset)         (figure a)
+#   kernel_bench bench/kernels.py: the Triton kernels against a float64 reference and the same-precision PyTorch
+#                error, H=1536, V=151,936, bf16 and fp32, forward and backward; time and extra memory   (figure a)
+#   decode       bench/decode.py: cached decode vs a full forward, the attention kernels that ran, decode tok/s
+#                eager vs CUDA graphs at 128 and 256 rows of a Qwen2.5-1.5B-shaped model, HBM roofline (b, c)
+#   memory       bench/memory.py: peak memory of a rollout of 16 prompts x 8 x 2,048 new tokens and of one update
+#                micro-batch at configs/qwen2.5-math-1.5b.py, against the arithmetic                     (figure d)
+#   real_shape   bench/real_shape.py on CUDA: 2 GHPO steps of a 0.5B-shaped model through the real config (e)
 #
 #   bash bench/device.sh                 # every step, then append the figures to bench/RESULTS.md
 #   bash bench/device.sh --list          # the steps, one per line: name, time limit (s), command
 #   bash bench/device.sh --dry-run       # what it would run, without running it (no GPU needed)
-#   bash bench/device.sh --only logprob,rollout --logs out/device
+#   bash bench/device.sh --only decode,memory --logs out/device
 #   bash bench/device.sh --write-results LOG_DIR   # (re)write the RESULTS.md section from a run's logs
+# Nothing here needs a package the GPU machine's image lacks. real_shape needs the Qwen2.5 tokenizer: it is built
+# from qwen-agent's ranks where that is installed, else read from out/real_shape/tokenizer/tokenizer.json (carry it).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1  # a step stopped at its time limit keeps what it printed
 
-STEPS=(kernels logprob rollout real_shape)
-declare -A LIMIT=([kernels]=120 [logprob]=90 [rollout]=150 [real_shape]=120)  # seconds; 480 in all
+STEPS=(kernels kernel_bench decode memory real_shape)
+declare -A LIMIT=([kernels]=90 [kernel_bench]=60 [decode]=120 [memory]=90 [real_shape]=120)  # seconds; 480 in all
 declare -A CMD=(
   [kernels]="env -u TRITON_INTERPRET python -m pytest -q -p no:cacheprovider tests/test_kernels.py"
-  [logprob]="python bench/logprob.py --device cuda --dtype bfloat16 --tokens 8192 --vocab 151936 --repeats 2"
-  [rollout]="python bench/rollout.py --device cuda --dtype bfloat16 --shape 0.5b --prompts 16 --G 8 --new 512 --repeats 2"
+  [kernel_bench]="python bench/kernels.py --device cuda"
+  [decode]="python bench/decode.py --device cuda"
+  [memory]="python bench/memory.py --device cuda"
   [real_shape]="python bench/real_shape.py --device cuda"
 )
 RESULTS=bench/RESULTS.md
@@ -56,7 +66,7 @@ write_results() {  # LOG_DIR: append one section to RESULTS.md from LOG_DIR/{dev
   echo "appended the figures of $dir to $RESULTS"
 }
 
-list=0 dry=0 only="" logs="${OUT:-out}/device"
+list=0 dry=0 only="" logs="out/device"
 while (($#)); do
   case $1 in
     --list) list=1 ;;
@@ -65,7 +75,7 @@ while (($#)); do
     --logs) (($# > 1)) || die "--logs needs a folder"; logs=$2; shift ;;
     --results) (($# > 1)) || die "--results needs a file"; RESULTS=$2; shift ;;
     --write-results) (($# > 1)) || die "--write-results needs a log folder"; write_results "$2"; exit ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
   shift
@@ -87,10 +97,14 @@ if ((list || dry)); then
   exit 0
 fi
 
+if ! command -v python > /dev/null; then  # an image with python3 only: the commands below say python
+  mkdir -p out/bin && ln -sf "$(command -v python3)" out/bin/python && export PATH="$PWD/out/bin:$PATH"
+fi
 python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" ||
   die "no CUDA device visible to torch: these checks need one GPU (--dry-run shows what they run)"
 mkdir -p "$logs"
-python -c "import torch; print(torch.cuda.get_device_name()); print(f'torch {torch.__version__}, CUDA {torch.version.cuda}')" \
+python -c "import torch, triton; print(torch.cuda.get_device_name()); print(f'torch {torch.__version__}, CUDA \
+{torch.version.cuda}, triton {triton.__version__}, {torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB')" \
   > "$logs/device.txt"
 echo "device: $(head -n 1 "$logs/device.txt"); logs in $logs"
 failed=0
@@ -101,8 +115,11 @@ for step in "${selected[@]}"; do
   rc=$?
   echo "$rc" > "$logs/$step.rc"
   echo "$((SECONDS - start))" > "$logs/$step.s"
-  tail -n 3 "$logs/$step.log"
+  tail -n 8 "$logs/$step.log"
   ((rc == 0)) || { failed=1; echo "== $step failed (exit $rc$( ((rc == 124)) && echo ', time limit'))"; }
 done
 write_results "$logs"
+if [[ -n ${OUT:-} ]]; then  # the device tool returns at most 8 files: the logs travel as one archive
+  tar -czf "$OUT/device_logs.tgz" -C "$logs" . && echo "logs archived to \$OUT/device_logs.tgz"
+fi
 exit $failed

@@ -18,29 +18,26 @@ def test_list_names_each_step_with_its_limit_and_command():
     proc = run("--list")
     assert proc.returncode == 0, proc.stderr
     steps = [line.split("\t") for line in proc.stdout.strip().split("\n")]
-    assert [s[0] for s in steps] == ["kernels", "logprob", "rollout", "real_shape"]
+    assert [s[0] for s in steps] == ["kernels", "kernel_bench", "decode", "memory", "real_shape"]
     assert sum(int(s[1]) for s in steps) <= 480  # the issue's 8 minutes on one GPU
     cmd = {s[0]: s[2] for s in steps}
     assert cmd["kernels"].startswith("env -u TRITON_INTERPRET ") and "tests/test_kernels.py" in cmd["kernels"]
-    for flag in ("--device cuda", "--dtype bfloat16", "--tokens 8192", "--vocab 151936"):
-        assert flag in cmd["logprob"]
-    for flag in ("--device cuda", "--dtype bfloat16", "--shape 0.5b", "--prompts 16", "--G 8", "--new 512"):
-        assert flag in cmd["rollout"]  # 16 x 8 = the sampler's 128 rows
-    assert cmd["real_shape"] == "python bench/real_shape.py --device cuda"
+    for name in ("kernel_bench", "decode", "memory", "real_shape"):
+        assert "--device cuda" in cmd[name]
     for name, text in cmd.items():  # each command names a file that exists
         assert any(os.path.isfile(os.path.join(REPO, w)) for w in text.split()), name
 
 
 def test_dry_run_and_only():
-    proc = run("--dry-run", "--only", "rollout,kernels", "--logs", "/tmp/x")
+    proc = run("--dry-run", "--only", "decode,kernels", "--logs", "/tmp/x")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().split("\n")
-    assert len(lines) == 2 and lines[0].startswith("timeout 150 python bench/rollout.py")
-    assert lines[0].endswith("> /tmp/x/rollout.log") and lines[1].startswith("timeout 120 env -u TRITON_INTERPRET")
+    assert len(lines) == 2 and lines[0].startswith("timeout 120 python bench/decode.py")
+    assert lines[0].endswith("> /tmp/x/decode.log") and lines[1].startswith("timeout 90 env -u TRITON_INTERPRET")
 
 
 @pytest.mark.parametrize("args, message", [(("--bogus",), "unknown argument '--bogus'"),
-                                           (("--only", "logprob,nope"), "--only: unknown step 'nope'"),
+                                           (("--only", "decode,nope"), "--only: unknown step 'nope'"),
                                            (("--only",), "--only needs"),
                                            (("--write-results", "/nonexistent"), "device.txt: not found")])
 def test_bad_arguments_are_one_line_errors(args, message):
@@ -49,7 +46,7 @@ def test_bad_arguments_are_one_line_errors(args, message):
 
 
 def test_refuses_to_run_without_a_gpu():
-    proc = run("--only", "logprob", env={"CUDA_VISIBLE_DEVICES": ""})
+    proc = run("--only", "decode", env={"CUDA_VISIBLE_DEVICES": ""})
     assert proc.returncode == 2 and "no CUDA device visible" in proc.stderr
 
 
@@ -58,9 +55,9 @@ def test_write_results_appends_a_section_naming_the_device(tmp_path):
     logs.mkdir()
     (logs / "device.txt").write_text("NVIDIA H200\ntorch 2.13.0, CUDA 12.8\n")
     (logs / "kernels.log").write_text("....\n========= 19 passed in 31.20s =========\n")
-    (logs / "logprob.log").write_text("fused: ...\nlogprob: memory_ratio=0.0100 time_ratio=0.5000\n")
-    (logs / "rollout.log").write_text("Traceback ...\nRuntimeError: out of memory\n")
-    for step, rc, s in (("kernels", 0, 33), ("logprob", 0, 40), ("rollout", 1, 12)):
+    (logs / "decode.log").write_text("128 rows ...\ndecode: graph_vs_eager_128=4.10 roofline_256=0.610 ok=1\n")
+    (logs / "memory.log").write_text("Traceback ...\nRuntimeError: out of memory\n")
+    for step, rc, s in (("kernels", 0, 33), ("decode", 0, 40), ("memory", 1, 12)):
         (logs / f"{step}.rc").write_text(f"{rc}\n")
         (logs / f"{step}.s").write_text(f"{s}\n")
     results = tmp_path / "RESULTS.md"
@@ -70,7 +67,21 @@ def test_write_results_appends_a_section_naming_the_device(tmp_path):
     text = results.read_text()
     assert text.startswith("# Benchmark results\n") and "## GPU: NVIDIA H200" in text and "CUDA 12.8" in text
     rows = [line for line in text.split("\n") if line.startswith("| `")]
-    assert len(rows) == 3  # real_shape did not run: no row
+    assert len(rows) == 3  # kernel_bench and real_shape did not run: no row
     assert "`19 passed in 31.20s`" in rows[0] and rows[0].endswith("| 0 | 33 |")
-    assert "`logprob: memory_ratio=0.0100 time_ratio=0.5000`" in rows[1]
+    assert "`decode: graph_vs_eager_128=4.10 roofline_256=0.610 ok=1`" in rows[1]
     assert "| `` | 1 | 12 |" in rows[2]  # a failed step: no figure, its exit status
+
+
+@pytest.mark.parametrize("bench, args", [
+    ("decode", ["--device", "cpu", "--shape", "tiny", "--dtype", "float32", "--rows", "16", "--new", "12"]),
+    ("memory", ["--device", "cpu", "--shape", "tiny", "--new", "8", "--prompt-len", "12"]),
+])
+def test_device_benches_run_on_the_cpu(bench, args):
+    """The GPU steps' scripts in their CPU smoke mode (a tiny model): they run end to end and print their figure line,
+    so a change elsewhere cannot break them unseen until the next GPU."""
+    proc = subprocess.run(["python", os.path.join(REPO, "bench", f"{bench}.py"), *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = proc.stdout.strip().split("\n")[-1]
+    assert last.startswith(f"{bench}: ") and last.endswith("ok=1"), last

@@ -308,3 +308,25 @@ def test_tokenizer_chat_format_and_stop_tokens(tmp_path):
     assert stop_token_ids(tok) == [tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")]
     with pytest.raises(FileNotFoundError, match="tokenizer.json"):
         load_tokenizer(tmp_path / "nowhere")
+
+
+def test_fused_pieces_trace_whole_with_dynamic_shapes():
+    """The element-wise functions that torch.compile fuses on CUDA (model.fused_on_cuda) trace as one graph each,
+    with no graph break and for any batch and span without recompiling (what a CUDA graph capture of the decode step
+    needs), and compute what they compute op by op. aot_eager traces as torch.compile does but runs the traced ops
+    without generating code, so this runs in seconds on the CPU."""
+    from torch._dynamo.utils import counters  # the count of compiled frames (no public counter exists)
+    torch._dynamo.reset()
+    counters.clear()
+    fns = {f.__name__: torch.compile(f.__wrapped__, dynamic=True, fullgraph=True, backend="aot_eager")
+           for f in (model_module.rms_norm, model_module.apply_rotary, model_module.silu_mul,
+                     model_module.masked_softmax)}
+    g = torch.Generator().manual_seed(7)
+    r = lambda *shape: torch.randn(*shape, generator=g)
+    for b, span in ((17, 40), (9, 77), (24, 130)):  # sizes unequal to the others: duck sizing would tie them
+        args = {"rms_norm": (r(b, 1, 64), r(64), 1e-6), "apply_rotary": (r(b, 4, 1, 16), r(b, 1, 1, 16), r(b, 1, 1, 16)),
+                "silu_mul": (r(b, 1, 96), r(b, 1, 96)),
+                "masked_softmax": (r(b, 2, 2, 1, span), torch.zeros(b, 1, 1, 1, span), 0.25, torch.float32)}
+        for name, fn in fns.items():
+            torch.testing.assert_close(fn(*args[name]), getattr(model_module, name)(*args[name]), rtol=0, atol=0)
+    assert counters["stats"]["unique_graphs"] == len(fns)  # one graph each, reused for every shape after the first
