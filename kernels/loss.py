@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 
 from kernels.logprob import INTERPRET, check_head_inputs, chunk_logits, chunk_rows, logits_tile, logprobs_reference, \
-    resolve_impl, tile_sizes
+    fma_operands, resolve_impl, tiles
 
 NORMS = ("token", "sequence", "dr_grpo")
 
@@ -224,12 +224,12 @@ def chunk_dlogits_triton(h, w, targets, coef, adv, old_logp, ref_logp, stats, ep
     writes per-token loss, logp, entropy, clipped, kl into stats (5, C)."""
     C, H = h.shape
     V = w.shape[0]
-    BLOCK_N, BLOCK_V, BLOCK_H = tile_sizes(block_n, block_v, block_h)
+    fma = fma_operands(h, w)
+    t = tiles("logits", fma, block_n, block_v, block_h)
     z = torch.empty(C, V, dtype=torch.float32, device=h.device)  # (C, V)
-    upcast = INTERPRET or h.dtype != w.dtype or h.dtype == torch.float32
-    _logits_kernel[(triton.cdiv(C, BLOCK_N), triton.cdiv(V, BLOCK_V))](
-        h, w, z, C, V, H, h.stride(0), w.stride(0), z.stride(0), 1.0 / temperature,
-        BLOCK_N=BLOCK_N, BLOCK_V=BLOCK_V, BLOCK_H=BLOCK_H, UPCAST=upcast)
+    _logits_kernel[(triton.cdiv(C, t.BLOCK_N), triton.cdiv(V, t.BLOCK_V))](
+        h, w, z, C, V, H, h.stride(0), w.stride(0), z.stride(0), 1.0 / temperature, UPCAST=INTERPRET or fma,
+        **t._asdict())
     ROW_BLOCK_V = 8192 if INTERPRET else 4096
     _policy_loss_rows_kernel[(C,)](
         z, z.stride(0), targets, coef, adv, coef if old_logp is None else old_logp,
