@@ -74,9 +74,12 @@ def check_head_inputs(hidden, weight, targets, temperature):
 # PyTorch: the reference and the chunked path
 
 
-def logprobs_reference(hidden, weight, targets, temperature=1.0):
-    """Full (N, V) float32 logits -> log_softmax -> gather. Returns logp (N,) (differentiable) and entropy (N,)."""
-    logp_all = torch.log_softmax(hidden.float() @ weight.float().T / temperature, dim=-1)  # (N, V)
+def logprobs_reference(hidden, weight, targets, temperature=1.0, upcast=True):
+    """Full (N, V) logits -> log_softmax -> gather. Returns logp (N,) (differentiable) and entropy (N,). upcast: in
+    float32 (float64 inputs stay float64); upcast=False: every op in the inputs' dtype, as plain PyTorch code would
+    run (the same-precision baseline of bench/kernels.py)."""
+    dtype = torch.promote_types(hidden.dtype, torch.float32) if upcast else hidden.dtype
+    logp_all = torch.log_softmax(hidden.to(dtype) @ weight.to(dtype).T / temperature, dim=-1)  # (N, V)
     logp = logp_all.gather(-1, targets[:, None].long())[:, 0]  # (N,)
     with torch.no_grad():  # the entropy is a statistic, never part of a loss
         entropy = -(logp_all.exp() * logp_all).sum(-1)  # (N,) -sum_v p log p
