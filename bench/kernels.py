@@ -5,8 +5,9 @@ bfloat16 and float32 inputs: figure (a) of bench/device.sh.
 Accuracy, FlashAttention's and Liger-Kernel's test pattern: the inputs are rounded to the dtype once; the float64
 reference, plain PyTorch in the dtype (every op in bfloat16 or float32: kernels' references with upcast=False) and
 ours (fused_logprobs and policy_loss, impl="triton") all read those values. Ours passes when its largest error against
-float64 is within 2x (forward: log-prob, entropy, loss) or 3x (backward: grad hidden, grad weight) of plain PyTorch's,
-plus one float32 ulp of the reference's largest magnitude (errors below that are rounding noise, as in a scalar loss).
+float64 is within 2x (forward: log-prob, entropy, loss) or 3x (backward: grad hidden, grad weight) of plain PyTorch's
+largest error plus one float32 ulp of the reference's largest magnitude (below that, errors are rounding noise: a
+scalar loss can land on the float64 value by luck).
 ~1,000 rows (--rows) over >= 3 chunks (--chunk-size), with clipped ratios and a KL term (old and reference log-probs).
 
 Cost: time and extra memory (peak allocated during the call minus allocated before it) of policy_loss forward +
@@ -17,7 +18,7 @@ call (Triton compiles there). Memory ratios need CUDA's allocator: on the CPU on
 Last line: `kernels: <dtype>_<check>=<ours/torch error> ... time_<dtype>_<rows>=<fused/reference> memory_... `;
 exit 1 when an error bound fails.
 
-    python bench/kernels.py --device cuda    # bench/device.sh: ~1 minute on an H100, Triton compilation included
+    python bench/kernels.py --device cuda    # bench/device.sh (not yet run on a GPU: about a minute by estimate)
     python bench/kernels.py --device cpu     # small shapes through TRITON_INTERPRET=1 (tests/test_kernels.py)
 """
 import argparse
@@ -29,6 +30,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# kernels (and with it triton) is imported inside the functions: --device cpu sets TRITON_INTERPRET=1 first
 
 SHAPES = {  # --device -> H, V, accuracy rows, chunk rows, cost tokens
     "cuda": dict(hidden=1536, vocab=151936, rows=1000, chunk_size=400, tokens=8192),
@@ -116,10 +118,10 @@ def cost(dtype, rows, H, V, device, repeats):
     hidden, weight, targets, advantages, g = inputs(rows, H, V, dtype, device, seed=1)
     args = policy_loss_inputs(hidden, weight, targets, advantages, g)
     del hidden, weight, targets, advantages
+    from kernels.loss import policy_loss
     out = {}
     for impl in ("auto" if device == "cuda" else "triton", "reference"):
         h, w = (x.detach().requires_grad_() for x in args[:2])
-        from kernels.loss import policy_loss
 
         def call():
             h.grad = w.grad = None
@@ -161,9 +163,11 @@ def main():
                   if v is not None})
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device visible to torch")
-    if args.device == "cpu":
-        os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported (kernels imports it)
-    import kernels  # noqa: F401  (triton is imported here, after the interpreter switch)
+    if args.device == "cpu":  # before triton is imported (kernels imports it): interpreted on the CPU, compiled on CUDA
+        os.environ["TRITON_INTERPRET"] = "1"
+    else:
+        os.environ.pop("TRITON_INTERPRET", None)
+    import kernels  # noqa: F401  (triton is imported here, after the switch)
     chunks = -(-shape["rows"] // shape["chunk_size"])
     where = torch.cuda.get_device_name() if args.device == "cuda" else "CPU, Triton interpreter"
     print(f"kernels vs float64 on {where}: H={shape['hidden']} V={shape['vocab']}, {shape['rows']} rows in {chunks} "
