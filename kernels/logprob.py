@@ -9,6 +9,7 @@ Three implementations of one function, picked by `impl`:
 Logits are accumulated in float32 and divided by the sampling temperature before the softmax.
 """
 import os
+from typing import NamedTuple
 
 import torch
 import triton
@@ -73,9 +74,12 @@ def check_head_inputs(hidden, weight, targets, temperature):
 # PyTorch: the reference and the chunked path
 
 
-def logprobs_reference(hidden, weight, targets, temperature=1.0):
-    """Full (N, V) float32 logits -> log_softmax -> gather. Returns logp (N,) (differentiable) and entropy (N,)."""
-    logp_all = torch.log_softmax(hidden.float() @ weight.float().T / temperature, dim=-1)  # (N, V)
+def logprobs_reference(hidden, weight, targets, temperature=1.0, upcast=True):
+    """Full (N, V) logits -> log_softmax -> gather. Returns logp (N,) (differentiable) and entropy (N,). upcast: in
+    float32 (float64 inputs stay float64); upcast=False: every op in the inputs' dtype, as plain PyTorch code would
+    run (the same-precision baseline of bench/kernels.py)."""
+    dtype = torch.promote_types(hidden.dtype, torch.float32) if upcast else hidden.dtype
+    logp_all = torch.log_softmax(hidden.to(dtype) @ weight.to(dtype).T / temperature, dim=-1)  # (N, V)
     logp = logp_all.gather(-1, targets[:, None].long())[:, 0]  # (N,)
     with torch.no_grad():  # the entropy is a statistic, never part of a loss
         entropy = -(logp_all.exp() * logp_all).sum(-1)  # (N,) -sum_v p log p
@@ -176,10 +180,42 @@ def _logprob_kernel(h_ptr, w_ptr, targets_ptr, max_ptr, sumexp_ptr, sumexpz_ptr,
     tl.store(target_logit_ptr + out, zt, mask=row_ok)
 
 
-def tile_sizes(block_n=None, block_v=None, block_h=None):
-    """GPU defaults, or few wide tiles under the interpreter (it pays per program and loop step, not per element)."""
-    n, v, h = (16, 4096, 64) if INTERPRET else (64, 128, 64)
-    return block_n or n, block_v or v, block_h or h
+class Tiles(NamedTuple):
+    """Launch shape of a tl.dot kernel: a (BLOCK_N rows, BLOCK_V vocab) tile of logits per step, BLOCK_H hidden
+    elements per step of the matmul, and Triton's num_warps and num_stages (buffers of the pipelined hidden loop)."""
+    BLOCK_N: int
+    BLOCK_V: int
+    BLOCK_H: int
+    num_warps: int
+    num_stages: int
+
+
+# GPU launch shapes by kernel and operand type, chosen with `ptxas -v` for A100 (sm_80) and H100 (sm_90) at H=1536,
+# V=151936 (python tests/test_kernels_compile.py 80 90 prints registers, spills and shared memory of every launch).
+# bfloat16 operands go to tensor cores; at 4 warps the log-prob kernel (a 64x128 tile's matmul plus its online
+# softmax) sat at the 255-register cap and spilled a little, at 8 warps it needs ~180. float32 operands take ieee FMA
+# dots (tf32 would round them), whose operands sit in registers a BLOCK_H-wide slice at a time: 64-wide steps at 4
+# warps spilled ~35 KB per thread (log-prob) and 5.6 KB (logits, sm_80); 16-wide steps at 8 warps spill nothing and
+# leave headroom below 255 registers on both targets.
+GPU_TILES = {  # (kernel, float32 operands) -> Tiles
+    ("logprob", False): Tiles(64, 128, 64, 8, 3),
+    ("logprob", True): Tiles(64, 128, 16, 8, 2),
+    ("logits", False): Tiles(64, 128, 64, 4, 3),
+    ("logits", True): Tiles(64, 128, 16, 8, 2),
+}
+INTERPRET_TILES = Tiles(16, 4096, 64, 1, 1)  # the interpreter pays per program and loop step, not per element
+
+
+def tiles(kernel, fma, block_n=None, block_v=None, block_h=None):
+    """The Tiles of `kernel` ('logprob' or 'logits'); fma: float32 or mixed operands (no tensor cores); block_*:
+    overrides (the tests' ragged tiles)."""
+    t = INTERPRET_TILES if INTERPRET else GPU_TILES[kernel, fma]
+    return t._replace(BLOCK_N=block_n or t.BLOCK_N, BLOCK_V=block_v or t.BLOCK_V, BLOCK_H=block_h or t.BLOCK_H)
+
+
+def fma_operands(hidden, weight):
+    """float32 or mixed-dtype operands: both are read as float32 and the dot runs on FMA units, not tensor cores."""
+    return hidden.dtype != weight.dtype or hidden.dtype == torch.float32
 
 
 def logprobs_triton(hidden, weight, targets, temperature=1.0, return_entropy=False, v_per_split=None,
@@ -187,18 +223,18 @@ def logprobs_triton(hidden, weight, targets, temperature=1.0, return_entropy=Fal
     """Launch _logprob_kernel over (row tiles, vocab splits), then merge the splits' partial log-sum-exps."""
     N, H = hidden.shape
     V = weight.shape[0]
-    BLOCK_N, BLOCK_V, BLOCK_H = tile_sizes(block_n, block_v, block_h)
+    fma = fma_operands(hidden, weight)
+    t = tiles("logprob", fma, block_n, block_v, block_h)
     hidden, weight, targets = hidden.contiguous(), weight.contiguous(), targets.contiguous()
     # vocab splits give the GPU work when N is small; each split is whole tiles and none is empty
     v_per_split = v_per_split or (V if INTERPRET else 4096)
-    v_per_split = triton.cdiv(min(v_per_split, V), BLOCK_V) * BLOCK_V
+    v_per_split = triton.cdiv(min(v_per_split, V), t.BLOCK_V) * t.BLOCK_V
     splits = triton.cdiv(V, v_per_split)
     parts = torch.empty(4, splits, N, dtype=torch.float32, device=hidden.device)  # max, sumexp, sumexp*z, target
-    upcast = INTERPRET or hidden.dtype != weight.dtype or hidden.dtype == torch.float32
-    grid = (triton.cdiv(N, BLOCK_N), splits)
+    grid = (triton.cdiv(N, t.BLOCK_N), splits)
     _logprob_kernel[grid](hidden, weight, targets, parts[0], parts[1], parts[2], parts[3],
                           N, V, H, hidden.stride(0), weight.stride(0), 1.0 / temperature, v_per_split,
-                          BLOCK_N=BLOCK_N, BLOCK_V=BLOCK_V, BLOCK_H=BLOCK_H, UPCAST=upcast)
+                          UPCAST=INTERPRET or fma, **t._asdict())
     m, s, sz, zt = parts  # (splits, N) each
     m_all = m.max(0).values  # (N,)
     rescale = torch.exp(m - m_all)  # (splits, N)

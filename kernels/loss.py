@@ -20,9 +20,13 @@ import triton
 import triton.language as tl
 
 from kernels.logprob import INTERPRET, check_head_inputs, chunk_logits, chunk_rows, logits_tile, logprobs_reference, \
-    resolve_impl, tile_sizes
+    fma_operands, resolve_impl, tiles
 
 NORMS = ("token", "sequence", "dr_grpo")
+# vocab rows of grad_weight updated per low-precision product on the Triton path: a whole (V, H) bfloat16 product per
+# chunk is a 467 MB temporary at Qwen2.5-1.5B's head, by reading ~30% of the fused loss's peak extra memory (next to
+# the 933 MB float32 accumulator); 16384 rows: 50 MB
+GRAD_WEIGHT_ROWS = 16384
 
 
 def check_loss_inputs(hidden, weight, targets, mask, advantages, old_logp, ref_logp, eps_low, eps_high, beta,
@@ -73,22 +77,24 @@ def stats_from(m, logp, entropy, clipped, kl):
 
 
 def policy_loss_reference(hidden, weight, targets, mask, advantages, old_logp=None, ref_logp=None, eps_low=0.2,
-                          eps_high=0.2, beta=0.0, temperature=1.0, norm="token", denom=None):
+                          eps_high=0.2, beta=0.0, temperature=1.0, norm="token", denom=None, upcast=True):
+    """upcast: in float32 (float64 inputs stay float64); upcast=False: every op in the inputs' dtype."""
     B, T, H = hidden.shape
-    logp, entropy = logprobs_reference(hidden.reshape(B * T, H), weight, targets.reshape(B * T), temperature)
+    logp, entropy = logprobs_reference(hidden.reshape(B * T, H), weight, targets.reshape(B * T), temperature, upcast)
     logp, entropy = logp.view(B, T), entropy.view(B, T)  # (B, T)
-    old = logp.detach() if old_logp is None else old_logp.detach().float()
+    dtype = logp.dtype
+    old = logp.detach() if old_logp is None else old_logp.detach().to(dtype)
     ratio = torch.exp(logp - old)  # (B, T)
-    A = advantages.detach().float()[:, None]  # (B, 1)
+    A = advantages.detach().to(dtype)[:, None]  # (B, 1)
     obj = ratio * A
     obj_clipped = torch.clamp(ratio, 1 - eps_low, 1 + eps_high) * A
     l = -torch.minimum(obj, obj_clipped)  # (B, T)
     kl = torch.zeros_like(l)
     if ref_logp is not None:
-        d = ref_logp.detach().float() - logp
+        d = ref_logp.detach().to(dtype) - logp
         kl = torch.exp(d) - d - 1  # k3 estimator of KL(pi || pi_ref)
         l = l + beta * kl
-    m = mask.float()
+    m = mask.to(dtype)
     if norm == "token":  # sum over all completion tokens / their number (or the caller's denom)
         loss = (l * m).sum() / (m.sum().clamp(min=1) if denom is None else denom)
     elif norm == "dr_grpo":  # sum over all completion tokens / (rows x budget), a constant
@@ -224,12 +230,12 @@ def chunk_dlogits_triton(h, w, targets, coef, adv, old_logp, ref_logp, stats, ep
     writes per-token loss, logp, entropy, clipped, kl into stats (5, C)."""
     C, H = h.shape
     V = w.shape[0]
-    BLOCK_N, BLOCK_V, BLOCK_H = tile_sizes(block_n, block_v, block_h)
+    fma = fma_operands(h, w)
+    t = tiles("logits", fma, block_n, block_v, block_h)
     z = torch.empty(C, V, dtype=torch.float32, device=h.device)  # (C, V)
-    upcast = INTERPRET or h.dtype != w.dtype or h.dtype == torch.float32
-    _logits_kernel[(triton.cdiv(C, BLOCK_N), triton.cdiv(V, BLOCK_V))](
-        h, w, z, C, V, H, h.stride(0), w.stride(0), z.stride(0), 1.0 / temperature,
-        BLOCK_N=BLOCK_N, BLOCK_V=BLOCK_V, BLOCK_H=BLOCK_H, UPCAST=upcast)
+    _logits_kernel[(triton.cdiv(C, t.BLOCK_N), triton.cdiv(V, t.BLOCK_V))](
+        h, w, z, C, V, H, h.stride(0), w.stride(0), z.stride(0), 1.0 / temperature, UPCAST=INTERPRET or fma,
+        **t._asdict())
     ROW_BLOCK_V = 8192 if INTERPRET else 4096
     _policy_loss_rows_kernel[(C,)](
         z, z.stride(0), targets, coef, adv, coef if old_logp is None else old_logp,
@@ -267,8 +273,9 @@ def fused_forward(hidden, weight, targets, coef, adv, old_logp, ref_logp, eps_lo
             gh = dz @ w  # (C, H)
             if grad_weight is not None and w.dtype == torch.float32:
                 grad_weight.addmm_(dz.T, h)  # (V, H) += (V, C) @ (C, H)
-            elif grad_weight is not None:
-                grad_weight += dz.T @ h  # low-precision chunk product, float32 accumulation across chunks
+            elif grad_weight is not None:  # low-precision chunk products, float32 accumulation across chunks,
+                for v in range(0, V, GRAD_WEIGHT_ROWS):  # a vocab slice at a time: no (V, H) temporary
+                    grad_weight[v:v + GRAD_WEIGHT_ROWS] += dz[:, v:v + GRAD_WEIGHT_ROWS].T @ h  # (<=S, H)
         if grad_hidden is not None:
             grad_hidden[i:j] = gh
     loss = (stats[0] * coef).sum()

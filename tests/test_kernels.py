@@ -1,7 +1,10 @@
 """kernels/ against their full-logits references: log-probs, entropies, the policy loss, its statistics and gradients.
 The chunked PyTorch paths run in this process. Every Triton kernel runs in a subprocess with a timeout (under
 TRITON_INTERPRET=1 on a CPU, where a stray access can hang; compiled on a GPU), in float32 and bfloat16 inputs against
-a float32 reference, at small ragged shapes and at Qwen's V=151936 with a handful of rows."""
+a float32 reference, at small ragged shapes and at Qwen's V=151936 with a handful of rows; on a GPU also at Qwen2.5-1.5B's
+head (H=1536, 1,000 rows in 3 chunks) against float64, within 2x (gradients 3x) of plain PyTorch's error
+(bench/kernels.py's accuracy check, whose CPU mode runs here too)."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -195,8 +198,10 @@ def test_bad_inputs_name_the_problem():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-@pytest.mark.parametrize("check", ["logprob", "loss"])
+@pytest.mark.parametrize("check", ["logprob", "loss", "realistic"])
 def test_triton_kernels(check, dtype):
+    if check == "realistic" and DEVICE == "cpu":
+        pytest.skip("H=1536, V=151936 is a GPU's shape; test_bench_kernels_cpu_mode runs the same check at small ones")
     env = dict(os.environ, PYTHONPATH=ROOT)
     if DEVICE == "cpu":
         env["TRITON_INTERPRET"] = "1"
@@ -231,7 +236,48 @@ def run_loss(dtype):
     check_loss(tensors, settings, "triton", loss_tol=1e-4, grad_tol=max(grad_tol, 1e-4))
 
 
-if __name__ == "__main__":  # python tests/test_kernels.py {logprob,loss} {float32,bfloat16}
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_kernels", os.path.join(ROOT, "bench", "kernels.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_realistic(dtype):
+    # compiled kernels at the launchers' own tiles, Qwen2.5-1.5B's head, ~1,000 rows in 3 chunks, against float64
+    bench = load_bench()
+    for name, (ours, plain, bound) in bench.accuracy(dtype, bench.SHAPES[DEVICE], DEVICE, 1.0).items():
+        assert ours <= bound, (name, ours, plain, bound)
+        print(f"{name}: error {ours:.3e}, plain PyTorch's {plain:.3e}")
+
+
+def run_bench(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "bench", "kernels.py"), "--device", "cpu", *args],
+                          capture_output=True, text=True, timeout=240, env=dict(os.environ, PYTHONPATH=ROOT))
+
+
+def test_bench_kernels_cpu_mode():
+    """bench/kernels.py (figure (a) of bench/device.sh) at small shapes through the interpreter: every check within
+    its bound, the cost lines, and the figure line with a ratio for each check and each cost."""
+    proc = run_bench("--repeats", "1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("kernels: "), last
+    figures = dict(kv.split("=") for kv in last.split()[1:])
+    for dtype in ("bf16", "fp32"):
+        for check in ("logp", "entropy", "loss", "grad_hidden", "grad_weight"):
+            assert float(figures[f"{dtype}_{check}"]) <= (3 if check.startswith("grad") else 2), (dtype, check)
+        assert float(figures[f"time_{dtype}_48"]) > 0 and float(figures[f"time_{dtype}_96"]) > 0
+    assert proc.stdout.count(" ok\n") == 10 and "FAIL" not in proc.stdout
+
+
+def test_bench_kernels_fails_when_a_bound_fails():
+    proc = run_bench("--repeats", "1", "--rows", "16", "--chunk-size", "8", "--tokens", "16", "--bound-scale", "0")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "error bounds failed: bf16 logp" in proc.stdout and proc.stdout.count("FAIL") == 10
+
+
+if __name__ == "__main__":  # python tests/test_kernels.py {logprob,loss,realistic} {float32,bfloat16}
     check, dtype = sys.argv[1], sys.argv[2]
-    dict(logprob=run_logprob, loss=run_loss)[check](getattr(torch, dtype))
+    dict(logprob=run_logprob, loss=run_loss, realistic=run_realistic)[check](getattr(torch, dtype))
     print(f"ok {check} {dtype}")
