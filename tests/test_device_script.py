@@ -32,8 +32,8 @@ def test_dry_run_and_only():
     proc = run("--dry-run", "--only", "decode,kernels", "--logs", "/tmp/x")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().split("\n")
-    assert len(lines) == 2 and lines[0].startswith("timeout 120 python bench/decode.py")
-    assert lines[0].endswith("> /tmp/x/decode.log") and lines[1].startswith("timeout 90 env -u TRITON_INTERPRET")
+    assert len(lines) == 2 and lines[0].startswith("timeout 110 python bench/decode.py")
+    assert lines[0].endswith("> /tmp/x/decode.log") and lines[1].startswith("timeout 80 env -u TRITON_INTERPRET")
 
 
 @pytest.mark.parametrize("args, message", [(("--bogus",), "unknown argument '--bogus'"),
@@ -55,9 +55,10 @@ def test_write_results_appends_a_section_naming_the_device(tmp_path):
     logs.mkdir()
     (logs / "device.txt").write_text("NVIDIA H200\ntorch 2.13.0, CUDA 12.8\n")
     (logs / "kernels.log").write_text("....\n========= 19 passed in 31.20s =========\n")
+    (logs / "kernel_bench.log").write_text("bf16 logp ...\nkernels: bf16_logp=0.012 fp32_logp=1.19\n")
     (logs / "decode.log").write_text("128 rows ...\ndecode: graph_vs_eager_128=4.10 roofline_256=0.610 ok=1\n")
     (logs / "memory.log").write_text("Traceback ...\nRuntimeError: out of memory\n")
-    for step, rc, s in (("kernels", 0, 33), ("decode", 0, 40), ("memory", 1, 12)):
+    for step, rc, s in (("kernels", 0, 33), ("kernel_bench", 0, 50), ("decode", 0, 40), ("memory", 1, 12)):
         (logs / f"{step}.rc").write_text(f"{rc}\n")
         (logs / f"{step}.s").write_text(f"{s}\n")
     results = tmp_path / "RESULTS.md"
@@ -67,14 +68,16 @@ def test_write_results_appends_a_section_naming_the_device(tmp_path):
     text = results.read_text()
     assert text.startswith("# Benchmark results\n") and "## GPU: NVIDIA H200" in text and "CUDA 12.8" in text
     rows = [line for line in text.split("\n") if line.startswith("| `")]
-    assert len(rows) == 3  # kernel_bench and real_shape did not run: no row
+    assert len(rows) == 4  # real_shape did not run: no row
     assert "`19 passed in 31.20s`" in rows[0] and rows[0].endswith("| 0 | 33 |")
-    assert "`decode: graph_vs_eager_128=4.10 roofline_256=0.610 ok=1`" in rows[1]
-    assert "| `` | 1 | 12 |" in rows[2]  # a failed step: no figure, its exit status
+    assert "`kernels: bf16_logp=0.012 fp32_logp=1.19`" in rows[1]  # kernel_bench's line is named kernels
+    assert "`decode: graph_vs_eager_128=4.10 roofline_256=0.610 ok=1`" in rows[2]
+    assert "| `` | 1 | 12 |" in rows[3]  # a failed step: no figure, its exit status
 
 
 @pytest.mark.parametrize("bench, args", [
-    ("decode", ["--device", "cpu", "--shape", "tiny", "--dtype", "float32", "--rows", "16", "--new", "12"]),
+    ("decode", ["--device", "cpu", "--shape", "tiny", "--dtype", "float32", "--rows", "16", "--new", "12",
+                "--eager-new", "12"]),
     ("memory", ["--device", "cpu", "--shape", "tiny", "--new", "8", "--prompt-len", "12"]),
 ])
 def test_device_benches_run_on_the_cpu(bench, args):
