@@ -48,6 +48,7 @@ import threading
 import time
 import unicodedata
 from functools import lru_cache
+from typing import NamedTuple
 
 import mpmath
 import sympy
@@ -82,6 +83,12 @@ class _Timeout(BaseException):  # BaseException so that no `except Exception` in
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 
 
+class Box(NamedTuple):  # a complete \boxed{...} (or \fbox) at text[start:end]
+    start: int
+    end: int
+    content: str
+
+
 def _braced(text, i):
     """The content of the {...} group starting at text[i] (brace-matched, \\{ and \\} skipped), or None."""
     depth = 0
@@ -100,33 +107,34 @@ def _braced(text, i):
     return None
 
 
-def _box_at(text, j):
-    """(content, end) of the box whose command ends at text[j]: `{...}` brace-matched, or `\\boxed 5`; else None."""
+def _box_at(text, start, cmd):
+    """The Box whose command `cmd` starts at text[start]: `{...}` brace-matched, or `\\boxed 5`; else None."""
+    j = start + len(cmd)
     if text.startswith("{", j):
         content = _braced(text, j)
-        return (content, j + len(content) + 2) if content is not None else None
+        return Box(start, j + len(content) + 2, content) if content is not None else None
     m = re.match(r" +([^\s$]+)", text[j:j + MAX_ANSWER_CHARS])
-    return (m.group(1), j + m.end()) if m else None
+    return Box(start, j + m.end(), m.group(1)) if m else None
 
 
 def _box_run(text):
-    """[(start, end, content)] of the last complete box and the boxes just before it that only separators divide
-    from it, in order; [] when there is no complete box. Scans backwards, so a flood of boxes costs little."""
+    """The Boxes of the last complete box and the boxes just before it that only separators divide from it, in
+    order; [] when there is no complete box. Scans backwards, so a flood of boxes costs little."""
     run, end, incomplete = [], len(text), 0
     while len(run) < MAX_ITEMS:
         i, cmd = max((text.rfind(c, 0, end), c) for c in _BOX_COMMANDS)
         if i < 0:
             break
-        box, end = _box_at(text, i + len(cmd)), i
+        box, end = _box_at(text, i, cmd), i
         if box is None:  # an unclosed box (a truncated generation): fall back to the boxes before it
             incomplete += 1
             if run or incomplete >= 3:
                 break
             continue
-        between = text[box[1]:run[0][0]] if run and box[1] <= run[0][0] else None
+        between = text[box.end:run[0].start] if run and box.end <= run[0].start else None
         if run and (between is None or len(between) > 40 or not _RE_BOX_JOIN.fullmatch(between)):
             break  # a box around the run (\boxed{\boxed{5}}), or words between: not one answer
-        run.insert(0, (i, box[1], box[0]))
+        run.insert(0, box)
     return run
 
 
@@ -148,7 +156,7 @@ def last_boxed(text):
 
 def _joined(run):
     """The contents of a run of boxes as one answer; a box repeated word for word counts once."""
-    return ", ".join(dict.fromkeys(c.strip() for _, _, c in run)) if run else None
+    return ", ".join(dict.fromkeys(box.content.strip() for box in run)) if run else None
 
 
 def _statement(rest):
@@ -202,7 +210,7 @@ def extract_answer(text):
     if not isinstance(text, str) or len(text) > MAX_COMPLETION_CHARS:
         return None
     run = _box_run(text)
-    marker = _last_marker(text, run[-1][1] if run else 0, final_only=bool(run))
+    marker = _last_marker(text, run[-1].end if run else 0, final_only=bool(run))
     if marker >= 0:
         rest = text[marker:]
         stated = _statement(rest)
@@ -375,7 +383,15 @@ def normalize(answer):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# tokenizer: (kind, text, space_before) with kind in num / letter / cmd / op
+# tokenizer
+
+class Token(NamedTuple):
+    kind: str  # num, letter, cmd (a backslash command or a function name), op; "end" past the last token
+    text: str
+    spaced: bool  # a space before it: f (x) is not the function value f(x)
+
+
+_END = Token("end", "", False)
 
 _TOKEN_RE = re.compile(r"\s*(?:(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)"  # number, 4.5e33
                        r"|(\\(?:begin|end)\s*\{[A-Za-z*]+\}|\\[A-Za-z]+|\\.)"  # \begin{pmatrix}, \frac, \{
@@ -399,32 +415,69 @@ def tokenize(s):
         sp = s[pos].isspace()
         pos = m.end()
         if num is not None:
-            tokens.append(("num", num, sp))
+            tokens.append(Token("num", num, sp))
         elif cmd is not None:
-            tokens.append(("cmd", re.sub(r"\s+", "", cmd), sp))
+            tokens.append(Token("cmd", re.sub(r"\s+", "", cmd), sp))
         elif op is not None:
-            tokens.append(("op", "^" if op == "**" else op, sp))
+            tokens.append(Token("op", "^" if op == "**" else op, sp))
         else:
             w = _WORD_ALIASES.get(word, word)
             head = next((f for f in _FUNCS_LONGEST_FIRST if w.startswith(f) and len(w) == len(f) + 1), None)
             if head and w not in _WORD_COMMANDS:  # sinx, lnx: a function name glued to a one-letter argument
-                tokens.append(("cmd", "\\" + head, sp))
+                tokens.append(Token("cmd", "\\" + head, sp))
                 w, sp = w[len(head):], False
             if w in _WORD_COMMANDS:
-                tokens.append(("cmd", "\\" + w, sp))
+                tokens.append(Token("cmd", "\\" + w, sp))
             elif len(w) <= 3:  # 'ab' is a*b
-                tokens.extend(("letter", c, sp and k == 0) for k, c in enumerate(w))
+                tokens.extend(Token("letter", c, sp and k == 0) for k, c in enumerate(w))
             elif w.isupper():  # acronyms (SRMC) are one symbol
-                tokens.append(("letter", w, sp))
+                tokens.append(Token("letter", w, sp))
             else:
                 raise ParseError(f"word {word!r}")
     return tokens
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# parser: tokens -> sympy objects built directly, or structures of them:
-#   ("seq", open, close, items)  tuple / interval      ("set", items)  set or bare list (unordered)
-#   ("union", parts)  ("matrix", rows)  ("eq", lhs, rhs, lhs_is_a_name)  ("rel", op, lhs - rhs)  op in < <= !=
+# parser: tokens -> a value: a sympy expression built directly, or one of these structures of values
+
+class Bracketed(NamedTuple):  # a tuple or an interval: ordered, and the brackets matter ((1, 2] is not (1, 2))
+    open: str
+    close: str
+    items: list
+
+
+class Set(NamedTuple):  # a set, or a bare comma list: unordered
+    items: list
+
+
+class Union(NamedTuple):  # intervals or sets joined by \cup: unordered
+    parts: list
+
+
+class Matrix(NamedTuple):
+    rows: list  # lists of expressions, all of one length
+
+
+class Equation(NamedTuple):  # lhs = rhs; `named` when lhs is a name or a label (x, f(2), (p, q), |AB|)
+    lhs: object
+    rhs: object
+    named: bool
+
+
+class Relation(NamedTuple):  # `diff op 0`, diff = lhs - rhs, op in <, <=, != (not an interval of one variable)
+    op: str
+    diff: object
+
+
+class Approx(NamedTuple):  # exact \approx rounded: \frac13 \approx 0.333
+    exact: object
+    rounded: object
+
+
+class Ratio(NamedTuple):  # a : b (: c ...)
+    parts: list
+
+
 
 _GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "iota",
           "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi", "chi", "psi",
@@ -455,7 +508,7 @@ def _is_expr(v):
 
 def _expr(v):
     if not _is_expr(v):
-        raise ParseError(f"a {v[0]} where a number was expected")
+        raise ParseError(f"a {type(v).__name__} where a number was expected")
     return v
 
 
@@ -470,19 +523,19 @@ class _Parser:
     # -- token helpers
     def peek(self, k=0):
         i = self.pos + k
-        return self.toks[i] if i < len(self.toks) else ("end", "", False)
+        return self.toks[i] if i < len(self.toks) else _END
 
     def next(self):
         _check_deadline()
         tok = self.peek()
-        if tok[0] == "end":
+        if tok.kind == "end":
             raise ParseError("unexpected end")
         self.pos += 1
         return tok
 
     def at(self, text):
         tok = self.peek()
-        return tok[0] in ("op", "cmd") and tok[1] == text
+        return tok.kind in ("op", "cmd") and tok.text == text
 
     def accept(self, text):
         if self.at(text):
@@ -492,7 +545,7 @@ class _Parser:
 
     def expect(self, text):
         if not self.accept(text):
-            raise ParseError(f"expected {text!r}, got {self.peek()[1]!r}")
+            raise ParseError(f"expected {text!r}, got {self.peek().text!r}")
 
     def enter(self):
         self.depth += 1
@@ -507,9 +560,9 @@ class _Parser:
     # -- grammar, loosest first
     def parse_answer(self):
         items = self.parse_items()
-        if self.peek()[0] != "end":
-            raise ParseError(f"unexpected {self.peek()[1]!r}")
-        return items[0] if len(items) == 1 else ("set", items)
+        if self.peek().kind != "end":
+            raise ParseError(f"unexpected {self.peek().text!r}")
+        return items[0] if len(items) == 1 else Set(items)
 
     def parse_items(self, expand_pm=True):
         items = []
@@ -540,8 +593,8 @@ class _Parser:
         start = self.pos
         parts, ops = [self.parse_ratio()], []
         lhs_end = self.pos
-        while self.peek()[0] in ("op", "cmd") and self.peek()[1] in _RELOPS:
-            ops.append(_RELOPS[self.next()[1]])
+        while self.peek().kind in ("op", "cmd") and self.peek().text in _RELOPS:
+            ops.append(_RELOPS[self.next().text])
             parts.append(self.parse_ratio())
         if not ops:
             return parts[0]
@@ -551,17 +604,17 @@ class _Parser:
         if "~" in ops and set(ops) <= {"=", "~"}:  # \frac13 \approx 0.333: the exact value, then the rounded one
             k = ops.index("~")
             if named and k == 0:  # x \approx 0.333 is x = 0.333
-                return ("eq", parts[0], parts[-1], True)
+                return Equation(parts[0], parts[-1], True)
             exact = _equation(parts[:k + 1], named) if k else parts[0]
             if _is_expr(exact) and exact.free_symbols:
                 raise ParseError("\\approx after an expression in a variable")  # 2x \approx 0.3 is not 0.3
-            return ("approx", exact, parts[-1])
+            return Approx(exact, parts[-1])
         if set(ops) == {"="}:
             return _equation(parts, named)
         if "in" in ops or "~" in ops or any(not _is_expr(p) for p in parts):
             raise ParseError("relation between structures")
         if ops == ["!="]:
-            return ("rel", "!=", parts[0] - parts[1])
+            return Relation("!=", parts[0] - parts[1])
         if len(ops) == 1:
             return _inequality(parts[0], ops[0], parts[1])
         if len(ops) == 2 and "!=" not in ops and (ops[0][0] == ops[1][0]):  # 1 < x <= 3, 4 > 2x - 2 > -4
@@ -573,7 +626,7 @@ class _Parser:
                 lo, hi = (lo - b) / a, (hi - b) / a
                 if a < 0:
                     lo, hi, lo_op, hi_op = hi, lo, hi_op, lo_op
-                return ("seq", "(" if lo_op in "<>" else "[", ")" if hi_op in "<>" else "]", [lo, hi])
+                return Bracketed("(" if lo_op in "<>" else "[", ")" if hi_op in "<>" else "]", [lo, hi])
         raise ParseError("unsupported relation chain")
 
     def _is_label(self, start, end):
@@ -582,24 +635,24 @@ class _Parser:
         a number only in a subscript or as a function's argument (f(2)); no arithmetic, no powers."""
         toks, kept, i = self.toks[start:end], [], 0
         while i < len(toks):  # drop subscripts
-            if toks[i][1] == "_" and toks[i][0] == "op":
+            if toks[i].text == "_" and toks[i].kind == "op":
                 i, depth = i + 1, 0
                 while i < len(toks):
-                    depth += {"{": 1, "}": -1}.get(toks[i][1], 0) if toks[i][0] == "op" else 0
+                    depth += {"{": 1, "}": -1}.get(toks[i].text, 0) if toks[i].kind == "op" else 0
                     i += 1
                     if depth <= 0:
                         break
                 continue
             kept.append(toks[i])
             i += 1
-        if not any(t[0] == "letter" or t[0] == "cmd" and t[1][1:] in _GREEK for t in kept):
+        if not any(t.kind == "letter" or t.kind == "cmd" and t.text[1:] in _GREEK for t in kept):
             return False
         for k, (kind, text, _) in enumerate(kept):
             if kind == "letter" or kind == "cmd" and (text[1:] in _GREEK or text in _ACCENTS or text == "\\frac"):
                 continue
             if kind == "op" and text in ("(", ")", ",", "|", ":", "{", "}", "/", "'"):
                 continue
-            if kind == "num" and text.isdigit() and k >= 2 and kept[k - 1][1] == "(" and kept[k - 2][0] == "letter":
+            if kind == "num" and text.isdigit() and k >= 2 and kept[k - 1].text == "(" and kept[k - 2].kind == "letter":
                 continue
             return False
         return True
@@ -614,7 +667,7 @@ class _Parser:
             parts.append(_expr(self.parse_union()))
         if len(parts) > 8:
             raise ParseError("ratio of too many parts")
-        return ("ratio", parts)
+        return Ratio(parts)
 
     def parse_union(self):
         first = self.parse_additive()
@@ -623,60 +676,61 @@ class _Parser:
         parts = [first]
         while self.accept("\\cup"):
             parts.append(self.parse_additive())
-        if not all(isinstance(p, tuple) and p[0] in ("seq", "set") for p in parts):
+        if not all(isinstance(p, (Bracketed, Set)) for p in parts):
             raise ParseError("\\cup of non-sets")
-        return ("union", parts)
+        return Union(parts)
 
     def parse_additive(self):
         tok = self.peek()  # a leading \pm: `\pm 2` is the two elements 2 and -2
-        value = Integer(0) if self.pm_allowed and tok[0] == "cmd" and tok[1] in ("\\pm", "\\mp") else self.parse_term()
+        leading_pm = self.pm_allowed and tok.kind == "cmd" and tok.text in ("\\pm", "\\mp")
+        value = Integer(0) if leading_pm else self.parse_term()
         while True:
             tok = self.peek()
-            if tok[1] in ("+", "-") and tok[0] == "op":
+            if tok.text in ("+", "-") and tok.kind == "op":
                 self.next()
                 term = _expr(self.parse_term())
-                value = _expr(value) + (term if tok[1] == "+" else -term)
-            elif tok[1] in ("\\pm", "\\mp") and tok[0] == "cmd":
+                value = _expr(value) + (term if tok.text == "+" else -term)
+            elif tok.text in ("\\pm", "\\mp") and tok.kind == "cmd":
                 if not self.pm_allowed or self.pm_count >= 2:
                     raise ParseError("\\pm here")
                 self.next()
                 sign = self.pm_choice[self.pm_count] if self.pm_choice else 1
                 self.pm_count += 1
                 term = _expr(self.parse_term())
-                value = _expr(value) + (sign if tok[1] == "\\pm" else -sign) * term
+                value = _expr(value) + (sign if tok.text == "\\pm" else -sign) * term
             else:
                 return value
 
     def parse_term(self):
         k = 0
-        while self.peek(k)[1] in ("-", "+") and self.peek(k)[0] == "op":
+        while self.peek(k).text in ("-", "+") and self.peek(k).kind == "op":
             k += 1
-        integer = self.peek(k)[0] == "num" and self.peek(k)[1].isdigit()
+        integer = self.peek(k).kind == "num" and self.peek(k).text.isdigit()
         value = self.parse_unary()
         if integer and self.at("\\frac"):  # a mixed number: 1\frac{4}{5} is 9/5, -8\frac47 is -60/7
             start = self.pos
             frac = self.parse_power()
-            plain = all(t[1] in ("\\frac", "{", "}") or t[1].isdigit() for t in self.toks[start:self.pos])
+            plain = all(t.text in ("\\frac", "{", "}") or t.text.isdigit() for t in self.toks[start:self.pos])
             if plain and frac.is_Rational and 0 < frac < 1:
                 return value + frac if value >= 0 else value - frac
             value = value * _expr(frac)
         while True:
             tok = self.peek()
-            if tok[1] in ("*", "\\cdot", "\\times") and tok[0] in ("op", "cmd"):
+            if tok.text in ("*", "\\cdot", "\\times") and tok.kind in ("op", "cmd"):
                 self.next()
                 value = _expr(value) * _expr(self.parse_unary())
-            elif tok[1] in ("/", "\\div") and tok[0] in ("op", "cmd"):
+            elif tok.text in ("/", "\\div") and tok.kind in ("op", "cmd"):
                 self.next()
                 value = _divide(_expr(value), _expr(self.parse_unary()))
             elif self._starts_primary(tok):  # implicit multiplication: 2x, 2\sqrt{3}, (a+5)(b+2)
-                if tok[0] == "num" and self.toks[self.pos - 1][0] == "num" and self.peek(1)[1] != "^":
+                if tok.kind == "num" and self.toks[self.pos - 1].kind == "num" and self.peek(1).text != "^":
                     raise ParseError("two numbers in a row")  # '1 000', '2 3' (but 70 2^{1/2} is a product)
                 value = _expr(value) * _expr(self.parse_power())
             else:
                 return value
 
     def _starts_primary(self, tok):
-        kind, text = tok[0], tok[1]
+        kind, text = tok.kind, tok.text
         if kind in ("num", "letter"):
             return True
         if kind == "cmd":
@@ -685,8 +739,8 @@ class _Parser:
 
     def parse_unary(self):
         sign = 1
-        while self.peek()[0] == "op" and self.peek()[1] in ("-", "+"):
-            if self.next()[1] == "-":
+        while self.peek().kind == "op" and self.peek().text in ("-", "+"):
+            if self.next().text == "-":
                 sign = -sign
         value = self.parse_power()
         return -_expr(value) if sign < 0 else value
@@ -696,7 +750,7 @@ class _Parser:
         if not self.at("^"):
             return base
         self.next()
-        if self.at("\\prime") or (self.at("{") and self.peek(1)[1] == "\\prime" and self.peek(2)[1] == "}"):
+        if self.at("\\prime") or (self.at("{") and self.peek(1).text == "\\prime" and self.peek(2).text == "}"):
             self.pos += 1 if self.at("\\prime") else 3
             return _primed(base)
         return _power(self, _expr(base), _expr(self.parse_exponent()))
@@ -704,8 +758,8 @@ class _Parser:
     def parse_exponent(self):
         self.enter()
         sign = 1
-        while self.peek()[0] == "op" and self.peek()[1] in ("-", "+"):
-            if self.next()[1] == "-":
+        while self.peek().kind == "op" and self.peek().text in ("-", "+"):
+            if self.next().text == "-":
                 sign = -sign
         value = _expr(self.parse_power())  # right associative: 2^3^2 = 2^9
         self.depth -= 1
@@ -742,14 +796,14 @@ class _Parser:
             self.expect("}")
             self.depth -= 1
             return _expr(value)
-        if tok[0] == "num":
+        if tok.kind == "num":
             self.next()
-            if len(tok[1]) > 1:  # split '34' into '3' and '4'
-                self.toks.insert(self.pos, ("num", tok[1][1:], False))
-            return self.number(tok[1][0])
-        if tok[0] == "letter" or tok[0] == "cmd" or tok[1] == "(":
+            if len(tok.text) > 1:  # split '34' into '3' and '4'
+                self.toks.insert(self.pos, Token("num", tok.text[1:], False))
+            return self.number(tok.text[0])
+        if tok.kind == "letter" or tok.kind == "cmd" or tok.text == "(":
             return _expr(self.parse_primary())
-        raise ParseError(f"bad argument {tok[1]!r}")
+        raise ParseError(f"bad argument {tok.text!r}")
 
     def number(self, text):
         if len(text) > 400:
@@ -772,14 +826,14 @@ class _Parser:
             parts, depth = [], 1
             while True:
                 tok = self.next()
-                depth += {"{": 1, "}": -1}.get(tok[1], 0) if tok[0] == "op" else 0
+                depth += {"{": 1, "}": -1}.get(tok.text, 0) if tok.kind == "op" else 0
                 if depth == 0:
                     return "".join(parts)
-                parts.append(tok[1])
+                parts.append(tok.text)
                 if len(parts) > 50:
                     raise ParseError("subscript too long")
         tok = self.next()
-        return tok[1]
+        return tok.text
 
     def symbol(self, name):
         if self.at("_"):
@@ -791,14 +845,14 @@ class _Parser:
             return sympy.I
         # f(x), I(0), \theta(t): a function value is a name of its own (not f times x)
         t0, t1, t2 = self.peek(), self.peek(1), self.peek(2)
-        if t0[1] == "(" and not t0[2] and t2[1] == ")" and t1[0] in ("num", "letter"):
+        if t0.text == "(" and not t0.spaced and t2.text == ")" and t1.kind in ("num", "letter"):
             self.pos += 3
-            name = f"{name}({t1[1]})"
+            name = f"{name}({t1.text})"
         return Symbol(name)
 
     def parse_primary(self):
         tok = self.next()
-        kind, text = tok[0], tok[1]
+        kind, text = tok.kind, tok.text
         if kind == "num":
             value = self.number(text)
             if self.at("_"):  # 204_5: a numeral in base 5, compared as written
@@ -810,18 +864,20 @@ class _Parser:
         if kind == "op":
             if text in ("(", "["):
                 items = self.parse_group()
-                close = self.next()[1]
+                close = self.next().text
                 if close not in (")", "]"):
                     raise ParseError(f"unclosed {text}")
-                if len(items) == 1 and _is_expr(items[0]) and (text, close) in (("(", ")"), ("[", "]")):
+                if len(items) == 1 and _is_expr(items[0]):
+                    if (text, close) not in (("(", ")"), ("[", "]")):
+                        raise ParseError("one value in mismatched brackets")  # (5] is not an interval
                     return items[0]
-                if len(items) == 1 and ((text, close) == ("(", ")") or items[0][0] == "matrix"):
+                if len(items) == 1 and ((text, close) == ("(", ")") or isinstance(items[0], Matrix)):
                     return items[0]  # (a tuple) is the tuple; \left[\begin{array}..\end{array}\right] the matrix
-                return ("seq", text, close, items)
+                return Bracketed(text, close, items)
             if text == "{":
                 items = self.parse_group(is_set=True)
                 self.expect("}")
-                return items[0] if len(items) == 1 else ("set", items)
+                return items[0] if len(items) == 1 else Set(items)
             if text == "|":
                 self.enter()
                 self.abs_open += 1
@@ -857,7 +913,7 @@ class _Parser:
         if text == "\\infty":
             return sympy.oo
         if text in ("\\emptyset", "\\varnothing"):
-            return ("set", [])
+            return Set([])
         if text[1:] in _GREEK:
             return self.symbol(text[1:])
         if text in _ACCENTS:  # \dot{x}, \overline{CD}: names of their own
@@ -873,7 +929,7 @@ class _Parser:
         if text == "\\{":
             items = self.parse_group(is_set=True)
             self.expect("\\}")
-            return ("set", items)
+            return Set(items)
         if text.startswith("\\begin{"):
             return self.matrix(text[len("\\begin{"):-1])
         if text in ("\\text", "\\mathrm", "\\mbox", "\\textbf", "\\mathbf", "\\operatorname"):
@@ -894,7 +950,7 @@ class _Parser:
             arg = _expr(self.parse_primary())
         else:  # \sin 2x: a run of factors up to the next operator or function
             arg = _expr(self.parse_unary())
-            while self._starts_primary(self.peek()) and self.peek()[1] not in _FUNC_OF:
+            while self._starts_primary(self.peek()) and self.peek().text not in _FUNC_OF:
                 arg = arg * _expr(self.parse_power())
         value = func(arg) if base is None else sympy.log(arg) / sympy.log(base)
         self.depth -= 1
@@ -914,14 +970,14 @@ class _Parser:
                 continue
             rows.append(row)
             row = []
-            if self.accept("\\\\") and not self.peek()[1].startswith("\\end{"):
+            if self.accept("\\\\") and not self.peek().text.startswith("\\end{"):
                 continue
             break
         self.expect(f"\\end{{{env}}}")
         self.depth -= 1
         if len({len(r) for r in rows}) != 1 or sum(map(len, rows)) > MAX_ITEMS:
             raise ParseError("ragged or large matrix")
-        return ("matrix", rows)
+        return Matrix(rows)
 
 
 def _inequality(lhs, op, rhs):
@@ -930,16 +986,16 @@ def _inequality(lhs, op, rhs):
         lhs, rhs, op = rhs, lhs, op.replace(">", "<")
     closed = op == "<="
     if isinstance(rhs, Symbol) and rhs not in lhs.free_symbols:  # lhs < x
-        return ("seq", "[" if closed else "(", ")", [lhs, sympy.oo])
+        return Bracketed("[" if closed else "(", ")", [lhs, sympy.oo])
     if isinstance(lhs, Symbol) and lhs not in rhs.free_symbols:  # x < rhs
-        return ("seq", "(", "]" if closed else ")", [-sympy.oo, rhs])
+        return Bracketed("(", "]" if closed else ")", [-sympy.oo, rhs])
     lin = _linear(lhs - rhs)
     if lin:  # a x + b < 0: x < -b/a when a > 0, x > -b/a when a < 0
         x, a, b = lin
         if a > 0:
-            return ("seq", "(", "]" if closed else ")", [-sympy.oo, -b / a])
-        return ("seq", "[" if closed else "(", ")", [-b / a, sympy.oo])
-    return ("rel", op, lhs - rhs)
+            return Bracketed("(", "]" if closed else ")", [-sympy.oo, -b / a])
+        return Bracketed("[" if closed else "(", ")", [-b / a, sympy.oo])
+    return Relation(op, lhs - rhs)
 
 
 def _linear(d):
@@ -958,10 +1014,11 @@ def _equation(parts, named):
     """A chain p0 = p1 = ... : `x = 2 + 3 = 5` is x = 5 (the last right-hand side), `2 + 3 = 5` (a computation,
     no variable in it) is 5, `2x + 4y = 3` and `0 = x^2 - 4` stay equations."""
     if named:
-        return ("eq", parts[0], parts[-1], True)
+        return Equation(parts[0], parts[-1], True)
     if len(parts) > 2 or not (_expr(parts[0]).free_symbols or _expr(parts[1]).free_symbols):
         return parts[-1]
-    return ("eq", parts[0], _expr(parts[1]), False)
+    return Equation(parts[0], _expr(parts[1]), False)
+
 
 
 def _primed(value):
@@ -1028,31 +1085,21 @@ def _binomial(p, n, k):
     return sympy.binomial(n, k)
 
 
-def _sympy_bad(v):
+class Parsed(NamedTuple):
+    value: object  # a sympy expression, or a structure of them (Bracketed, Set, Union, Matrix, Equation, ...)
+    has_decimal: bool  # a number in it was written as a decimal (3.21, 4.5e33): compared with a tolerance
+
+
+def _exprs(v):
+    """The sympy expressions in a value, at any depth."""
     if _is_expr(v):
-        return v.has(sympy.nan, sympy.zoo)
-    return any(_sympy_bad(x) for x in _children(v))
-
-
-def _children(v):
-    if v[0] == "seq":
-        return v[3]
-    if v[0] in ("set", "union"):
-        return v[1]
-    if v[0] == "matrix":
-        return [x for row in v[1] for x in row]
-    if v[0] in ("eq", "approx"):
-        return [v[1], v[2]]
-    if v[0] == "rel":
-        return [v[2]]
-    if v[0] == "ratio":
-        return v[1]
-    return []
+        return [v]
+    return [e for x in v for e in _exprs(x)] if isinstance(v, (tuple, list)) else []
 
 
 @lru_cache(maxsize=8192)
 def _parse_normalized(s):
-    """(value, has_decimal) for a normalised answer string, or None when it does not parse."""
+    """Parsed(value, has_decimal) for a normalised answer string, or None when it does not parse."""
     if not s or len(s) > MAX_ANSWER_CHARS:
         return None
     if _bracket_depth(s) > MAX_DEPTH:
@@ -1060,9 +1107,11 @@ def _parse_normalized(s):
     try:
         p = _Parser(tokenize(s))
         value = p.parse_answer()
-        if _sympy_bad(value) or len(_free_symbols(value)) > MAX_SYMBOLS:
+        exprs = _exprs(value)
+        if any(e.has(sympy.nan, sympy.zoo) for e in exprs) or len(set().union(*(e.free_symbols for e in exprs))) \
+                > MAX_SYMBOLS:
             return None
-        return value, p.has_decimal
+        return Parsed(value, p.has_decimal)
     except Exception:  # ParseError, and anything sympy raises on an odd input; _Timeout propagates
         return None
 
@@ -1077,14 +1126,6 @@ def _bracket_depth(s):
             depth -= 1
     return best
 
-
-def _free_symbols(v):
-    if _is_expr(v):
-        return v.free_symbols
-    out = set()
-    for x in _children(v):
-        out |= _free_symbols(x)
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1294,48 +1335,49 @@ def _equal(g, p, gdec, pdec):
         else:  # exact against exact, and any answer against an integer gold answer (26.9999 is not 27)
             tol = REL_TOL_EXACT
         return _expr_equal(g, p, tol)
-    gk, pk = (None if _is_expr(g) else g[0]), (None if _is_expr(p) else p[0])
-    if pk == "approx":  # 1/3 \approx 0.333: the exact value; the rounded one too when the gold is a decimal
-        return _equal(g, p[1], gdec, pdec) or gdec and _equal(g, p[2], gdec, pdec)
-    if gk == "approx":
-        return _equal(g[1], p, gdec, pdec)
-    if gk == "eq" and pk == "eq":
-        if all(_is_expr(v) for v in (g[1], g[2], p[1], p[2])):  # the same equation up to a factor, not x = 5 vs y = 5
-            return _proportional(g[1] - g[2], p[1] - p[2], gdec, pdec, positive=False)
-        return _equal(g[1], p[1], gdec, pdec) and _equal(g[2], p[2], gdec, pdec)  # (p, q) = (3, 2)
-    if gk == "eq" and g[3]:
-        return _equal(g[2], p, gdec, pdec)
-    if pk == "eq" and p[3]:
-        return _equal(g, p[2], gdec, pdec)
-    if gk == "ratio" or pk == "ratio":
+    if isinstance(p, Approx):  # 1/3 \approx 0.333: the exact value; the rounded one too when the gold is a decimal
+        return _equal(g, p.exact, gdec, pdec) or gdec and _equal(g, p.rounded, gdec, pdec)
+    if isinstance(g, Approx):
+        return _equal(g.exact, p, gdec, pdec)
+    if isinstance(g, Equation) and isinstance(p, Equation):
+        if all(_is_expr(v) for v in (g.lhs, g.rhs, p.lhs, p.rhs)):  # up to a factor; x = 5 is not y = 5
+            return _proportional(g.lhs - g.rhs, p.lhs - p.rhs, gdec, pdec, positive=False)
+        return _equal(g.lhs, p.lhs, gdec, pdec) and _equal(g.rhs, p.rhs, gdec, pdec)  # (p, q) = (3, 2)
+    if isinstance(g, Equation) and g.named:
+        return _equal(g.rhs, p, gdec, pdec)
+    if isinstance(p, Equation) and p.named:
+        return _equal(g, p.rhs, gdec, pdec)
+    if isinstance(g, Ratio) or isinstance(p, Ratio):
         return _ratio_equal(g, p, gdec, pdec)
-    if gk == "set" and len(g[1]) == 1 and pk != "set":
-        return _equal(g[1][0], p, gdec, pdec)
-    if pk == "set" and p[1] and gk != "set":  # {a}, and a list of one value written twice (15\\frac{39}{40}, 639/40)
-        return all(_equal(g, x, gdec, pdec) for x in p[1])
-    if gk == "matrix" and pk == "seq" or gk == "seq" and pk == "matrix":  # a column vector is a tuple
-        m, s = (g, p) if gk == "matrix" else (p, g)
-        flat = [x for row in m[1] for x in row]
-        if (len(m[1]) == 1 or len(m[1][0]) == 1) and s[1:3] == ("(", ")") and len(flat) == len(s[3]):
-            pairs = zip(flat, s[3]) if gk == "matrix" else zip(s[3], flat)
+    if isinstance(g, Set) and len(g.items) == 1 and not isinstance(p, Set):
+        return _equal(g.items[0], p, gdec, pdec)
+    if isinstance(p, Set) and p.items and not isinstance(g, Set):  # {a}, and one value written twice (639/40, ...)
+        return all(_equal(g, x, gdec, pdec) for x in p.items)
+    if isinstance(g, Matrix) and isinstance(p, Bracketed) or isinstance(g, Bracketed) and isinstance(p, Matrix):
+        m, s = (g, p) if isinstance(g, Matrix) else (p, g)  # a column (or row) vector is a tuple
+        flat = [x for row in m.rows for x in row]
+        if (len(m.rows) == 1 or len(m.rows[0]) == 1) and (s.open, s.close) == ("(", ")") and len(flat) == len(s.items):
+            pairs = zip(flat, s.items) if isinstance(g, Matrix) else zip(s.items, flat)
             return all(_equal(a, b, gdec, pdec) for a, b in pairs)
         return False
-    if gk != pk:
+    if type(g) is not type(p):
         return False
-    if gk == "seq":
-        if len(g[3]) != len(p[3]):
+    if isinstance(g, Bracketed):
+        if len(g.items) != len(p.items):
             return False
-        if g[1] != p[1] and not _is_infinite(g[3][0]) or g[2] != p[2] and not _is_infinite(g[3][-1]):
+        if g.open != p.open and not _is_infinite(g.items[0]) or g.close != p.close and not _is_infinite(g.items[-1]):
             return False
-        return all(_equal(a, b, gdec, pdec) for a, b in zip(g[3], p[3]))
-    if gk in ("set", "union"):
-        return _match_all(g[1], p[1], gdec, pdec)
-    if gk == "matrix":
-        if [len(r) for r in g[1]] != [len(r) for r in p[1]]:
+        return all(_equal(a, b, gdec, pdec) for a, b in zip(g.items, p.items))
+    if isinstance(g, Set):
+        return _match_all(g.items, p.items, gdec, pdec)
+    if isinstance(g, Union):
+        return _match_all(g.parts, p.parts, gdec, pdec)
+    if isinstance(g, Matrix):
+        if [len(r) for r in g.rows] != [len(r) for r in p.rows]:
             return False
-        return all(_equal(a, b, gdec, pdec) for ra, rb in zip(g[1], p[1]) for a, b in zip(ra, rb))
-    if gk == "rel":  # the same inequality up to a positive factor (x + y < 1 is 2x + 2y < 2)
-        return g[1] == p[1] and _proportional(g[2], p[2], gdec, pdec, positive=g[1] != "!=")
+        return all(_equal(a, b, gdec, pdec) for ra, rb in zip(g.rows, p.rows) for a, b in zip(ra, rb))
+    if isinstance(g, Relation):  # the same inequality up to a positive factor (x + y < 1 is 2x + 2y < 2)
+        return g.op == p.op and _proportional(g.diff, p.diff, gdec, pdec, positive=g.op != "!=")
     return False
 
 
@@ -1362,7 +1404,7 @@ def _proportional(a, b, gdec, pdec, positive):
 def _ratio_equal(g, p, gdec, pdec):
     """a:b is the number a/b; ratios are equal when proportional (2:4:6 is 1:2:3), part by part when one has a
     zero part (a time such as 5:00 is not 6:00)."""
-    gs, ps = (v[1] if not _is_expr(v) and v[0] == "ratio" else None for v in (g, p))
+    gs, ps = (v.parts if isinstance(v, Ratio) else None for v in (g, p))
     if gs is None or ps is None:  # a ratio and a number
         r, v = (gs, p) if gs is not None else (ps, g)
         if len(r) != 2 or not _is_expr(v) or r[1].is_zero is not False:
@@ -1431,9 +1473,10 @@ def _candidates(answer):
     if parsed is None:
         return s, []
     out = [parsed]
-    if percent and _is_expr(parsed[0]):  # 62.5% also matches 0.625
-        out.append((parsed[0] / 100, parsed[1]))
+    if percent and _is_expr(parsed.value):  # 62.5% also matches 0.625
+        out.append(Parsed(parsed.value / 100, parsed.has_decimal))
     return s, out
+
 
 
 def _verify(completion, gold):
