@@ -1,30 +1,25 @@
 """
 Answer extraction and equivalence checking for math RL rewards, safe on hostile model output.
 
-    extract_answer(text) -> str | None     the completion's final answer (the extraction contract below)
+    extract_answer(text) -> str | None     the completion's final answer (its docstring is the extraction contract)
     verify(completion, gold) -> bool       is the completion's answer equivalent to the gold answer (str, int, float)?
     verify_choice(completion, letter)      did a multiple-choice completion (GPQA) pick this option letter?
     gold_answer(row, dataset) -> str|None  a dataset row's gold answer, None when empty or unparseable
     is_parseable(answer) -> bool           can verify() score against this gold answer?
 
-The extraction contract (extract_answer): the answer is the last complete \\boxed{} (or \\fbox{}); boxes just
-before it that only separators divide from it (commas, 'and', 'or', spaces, $, `x =`) join it as one list
-(`$\\boxed{1}$ and $\\boxed{2}$` is '1, 2'; `\\boxed{1}, then \\boxed{2}` is '2'). A final-answer statement after
-the last box ('Final Answer: The final answer is $7$') overrides it when it states a math span or a number
-('check the answer: $...$' is no such statement). With no
-box: the statement after the last 'final answer' / 'answer is' / 'answer:' / '####' (its first math span, else the
-rest of the line or sentence); with no marker either, the last number, unless it sits inside an expression
-(`\\frac{10}{9}`, a matrix, `x < 5`): then the $...$ / \\(...\\) / \\[...\\] span that holds it, or None.
+The file reads in the order of the work: extraction (a completion's final answer), normalisation (string to
+string), parsing (string to value), comparison (value against value), then the entry points that chain them.
 
 How two answers are compared (verify): both are normalised (\\dfrac, \\left/\\right, \\text{}, units, degrees, $,
 percent signs and words, thousands separators, trailing dots), then compared as strings; if that fails, each is parsed
-into a value and the values are compared. A value is a sympy expression or a structure of them: a tuple or interval
-(ordered, brackets matter), a set or a bare comma list (unordered; a repeat in the answer is dropped unless the gold
-answer repeats too), a union of intervals (unordered), a matrix (element by element), a ratio (a:b is a/b; ratios
-compare when proportional), an equation (the same up to a constant factor), an inequality (a linear one in one
-variable is its interval; others the same up to a positive factor), or a text answer. A name or label on the left
-is dropped: `x = 5`, `(p, q) = (3, 2)`, `|AB| = 1`, `V_1:V_2 = 11:21` compare as their right sides, and a chain
-`x = 2 + 3 = 5` as its last; `1 \\pm 2` and `\\pm 2` are sets; `a \\approx b` is a (and b too for a decimal gold).
+into a value and the values are compared. A value is a sympy expression or a structure of them (the named types of
+the parsing section): a tuple or interval (Bracketed: ordered, brackets matter), a set or a bare comma list (Set:
+unordered; a repeat in the answer is dropped unless the gold answer repeats too), a union of intervals (Union,
+unordered), a matrix (Matrix, element by element), a ratio (Ratio: a:b is a/b; ratios compare when proportional), an
+equation (Equation: the same up to a constant factor), an inequality (a linear one in one variable is its interval;
+others a Relation, the same up to a positive factor), or a text answer. A name or label on the left is dropped:
+`x = 5`, `(p, q) = (3, 2)`, `|AB| = 1`, `V_1:V_2 = 11:21` compare as their right sides, and a chain `x = 2 + 3 = 5`
+as its last; `1 \\pm 2` and `\\pm 2` are sets; `a \\approx b` (Approx) is a, and b too for a decimal gold answer.
 Two expressions are equal when sympy builds the same object, or else when they agree numerically: constants are
 evaluated with mpmath at 40 digits; expressions with variables are evaluated at 4 fixed pseudo-random points
 (a probabilistic identity test, never simplify()). Relative tolerances: 1e-4 when the gold answer is written as a
@@ -77,8 +72,17 @@ class _Timeout(BaseException):  # BaseException so that no `except Exception` in
     pass
 
 
+_local = threading.local()  # per thread: the deadline of the verify() call under way, private mpmath contexts
+
+
+def _check_deadline():
+    deadline = getattr(_local, "deadline", None)
+    if deadline is not None and time.perf_counter() > deadline:
+        raise _Timeout()
+
+
 # ----------------------------------------------------------------------------------------------------------------
-# extraction
+# extraction: the final answer of a completion (extract_answer), and a multiple-choice letter
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 
@@ -265,44 +269,7 @@ def verify_choice(completion, letter):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# gold answers of the datasets
-
-DATASETS = ("math", "math500", "gsm8k", "aime24", "amc23", "olympiadbench", "minerva")
-
-
-def _field(row, key, dataset):
-    if not isinstance(row, dict) or key not in row:
-        raise ValueError(f"gold_answer: a {dataset!r} row needs the field {key!r}; got "
-                         f"{sorted(row) if isinstance(row, dict) else type(row).__name__}")
-    return row[key]
-
-
-def gold_answer(row, dataset):
-    """The gold answer string of a dataset row; None when it is empty or not parseable (callers skip and count)."""
-    if dataset in ("math", "math500"):  # 'answer' is the last \boxed{} of 'solution'
-        ans = row.get("answer") if isinstance(row, dict) and row.get("answer") else \
-            last_boxed(_field(row, "solution", dataset))
-    elif dataset == "gsm8k":  # worked solution ending in '#### 1,234'
-        text = _field(row, "answer", dataset)
-        ans = text.rsplit("####", 1)[1].replace(",", "") if "####" in text else None
-    elif dataset == "aime24":  # strings, some with leading zeros ('025')
-        ans = str(_field(row, "answer", dataset))
-    elif dataset == "amc23":  # floats such as 27.0
-        x = _field(row, "answer", dataset)
-        ans = str(int(x)) if isinstance(x, (int, float)) and float(x).is_integer() else str(x)
-    elif dataset == "olympiadbench":  # a list of strings, possibly $-wrapped
-        fa = _field(row, "final_answer", dataset)
-        ans = ", ".join(str(a) for a in fa) if isinstance(fa, list) else str(fa)
-    elif dataset == "minerva":  # the last \boxed{} of the solution
-        ans = last_boxed(_field(row, "solution", dataset))
-    else:
-        raise ValueError(f"gold_answer: unknown dataset {dataset!r}; expected one of {DATASETS}")
-    ans = ans.strip() if isinstance(ans, str) else None
-    return ans if ans and is_parseable(ans) else None
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# normalisation (string to string)
+# normalisation: an answer string to a canonical string (deterministic, cheap, no parsing)
 
 _UNICODE = str.maketrans({
     "\u2212": "-", "\u2013": "-", "\u00d7": "\\times ", "\u22c5": "\\cdot ", "\u00b7": "\\cdot ", "\u00f7": "/",
@@ -383,7 +350,51 @@ def normalize(answer):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# tokenizer
+# parsing: a normalised string to a value, never through eval or sympify: a tokenizer and a recursive-descent
+# parser build a sympy expression directly, or one of these structures of values
+
+class Bracketed(NamedTuple):  # a tuple or an interval: ordered, and the brackets matter ((1, 2] is not (1, 2))
+    open: str
+    close: str
+    items: list
+
+
+class Set(NamedTuple):  # a set, or a bare comma list: unordered
+    items: list
+
+
+class Union(NamedTuple):  # intervals or sets joined by \cup: unordered
+    parts: list
+
+
+class Matrix(NamedTuple):
+    rows: list  # lists of expressions, all of one length
+
+
+class Equation(NamedTuple):  # lhs = rhs; `named` when lhs is a name or a label (x, f(2), (p, q), |AB|)
+    lhs: object
+    rhs: object
+    named: bool
+
+
+class Relation(NamedTuple):  # `diff op 0`, diff = lhs - rhs, op in <, <=, != (not an interval of one variable)
+    op: str
+    diff: object
+
+
+class Approx(NamedTuple):  # exact \approx rounded: \frac13 \approx 0.333
+    exact: object
+    rounded: object
+
+
+class Ratio(NamedTuple):  # a : b (: c ...)
+    parts: list
+
+
+class Parsed(NamedTuple):
+    value: object  # a sympy expression, or a structure of them (Bracketed, Set, Union, Matrix, Equation, ...)
+    has_decimal: bool  # a number in it was written as a decimal (3.21, 4.5e33): compared with a tolerance
+
 
 class Token(NamedTuple):
     kind: str  # num, letter, cmd (a backslash command or a function name), op; "end" past the last token
@@ -437,48 +448,6 @@ def tokenize(s):
     return tokens
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# parser: tokens -> a value: a sympy expression built directly, or one of these structures of values
-
-class Bracketed(NamedTuple):  # a tuple or an interval: ordered, and the brackets matter ((1, 2] is not (1, 2))
-    open: str
-    close: str
-    items: list
-
-
-class Set(NamedTuple):  # a set, or a bare comma list: unordered
-    items: list
-
-
-class Union(NamedTuple):  # intervals or sets joined by \cup: unordered
-    parts: list
-
-
-class Matrix(NamedTuple):
-    rows: list  # lists of expressions, all of one length
-
-
-class Equation(NamedTuple):  # lhs = rhs; `named` when lhs is a name or a label (x, f(2), (p, q), |AB|)
-    lhs: object
-    rhs: object
-    named: bool
-
-
-class Relation(NamedTuple):  # `diff op 0`, diff = lhs - rhs, op in <, <=, != (not an interval of one variable)
-    op: str
-    diff: object
-
-
-class Approx(NamedTuple):  # exact \approx rounded: \frac13 \approx 0.333
-    exact: object
-    rounded: object
-
-
-class Ratio(NamedTuple):  # a : b (: c ...)
-    parts: list
-
-
-
 _GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "iota",
           "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi", "chi", "psi",
           "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma", "Phi", "Psi", "Omega", "ell", "hbar", "mho"}
@@ -494,12 +463,6 @@ _RELOPS = {"=": "=", "<": "<", ">": ">", "<=": "<=", ">=": ">=", "!=": "!=", "\\
 _MATRIX_ENVS = {"pmatrix", "bmatrix", "matrix", "Bmatrix", "smallmatrix", "array"}  # not vmatrix: a determinant
 _PRIMARY_CMDS = {"\\frac", "\\sqrt", "\\binom", "\\pi", "\\infty", "\\lfloor", "\\lceil"} | \
     set(_FUNC_OF) | {"\\" + g for g in _GREEK} | _ACCENTS
-
-
-def _check_deadline():
-    deadline = getattr(_local, "deadline", None)
-    if deadline is not None and time.perf_counter() > deadline:
-        raise _Timeout()
 
 
 def _is_expr(v):
@@ -1085,11 +1048,6 @@ def _binomial(p, n, k):
     return sympy.binomial(n, k)
 
 
-class Parsed(NamedTuple):
-    value: object  # a sympy expression, or a structure of them (Bracketed, Set, Union, Matrix, Equation, ...)
-    has_decimal: bool  # a number in it was written as a decimal (3.21, 4.5e33): compared with a tolerance
-
-
 def _exprs(v):
     """The sympy expressions in a value, at any depth."""
     if _is_expr(v):
@@ -1127,17 +1085,14 @@ def _bracket_depth(s):
     return best
 
 
-
 # ----------------------------------------------------------------------------------------------------------------
-# numeric evaluation: one evaluator, two number systems. _Double (Python complex, cmath) is the fast first pass;
-# mpmath at 40 digits (a private context per thread: mpmath's global one is shared state) decides whenever the fast
-# pass fails or finds a difference, so that cancellation in double precision cannot mark a right answer wrong.
+# comparison, 1: numeric evaluation. One evaluator, two number systems. _Double (Python complex, cmath) is
+# the fast first pass; mpmath at 40 digits (a private context per thread: mpmath's global one is shared
+# state) decides whenever the fast pass fails or finds a difference, so that cancellation in double
+# precision cannot mark a right answer wrong.
 
 class _Invalid(Exception):
     pass
-
-
-_local = threading.local()
 
 
 def _ctx(dps=40):
@@ -1289,7 +1244,7 @@ def _close(x, y, tol):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# comparison
+# comparison, 2: is the predicted value equal to the gold value
 
 def _expr_equal(g, p, tol):
     """Equal values: exactly (sympy), else numerically, at N_POINTS sample points when there are variables."""
@@ -1466,6 +1421,9 @@ def _text_key(s):
     return m.group(1) if m else s
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# the entry points: verify, is_parseable, and the gold answers of the datasets
+
 def _candidates(answer):
     """(normalised string, list of (value, has_decimal)) for an answer string."""
     s, percent = normalize(answer)
@@ -1561,3 +1519,37 @@ def is_parseable(answer):
         return False
     finally:
         _local.deadline = None
+
+
+DATASETS = ("math", "math500", "gsm8k", "aime24", "amc23", "olympiadbench", "minerva")
+
+
+def _field(row, key, dataset):
+    if not isinstance(row, dict) or key not in row:
+        raise ValueError(f"gold_answer: a {dataset!r} row needs the field {key!r}; got "
+                         f"{sorted(row) if isinstance(row, dict) else type(row).__name__}")
+    return row[key]
+
+
+def gold_answer(row, dataset):
+    """The gold answer string of a dataset row; None when it is empty or not parseable (callers skip and count)."""
+    if dataset in ("math", "math500"):  # 'answer' is the last \boxed{} of 'solution'
+        ans = row.get("answer") if isinstance(row, dict) and row.get("answer") else \
+            last_boxed(_field(row, "solution", dataset))
+    elif dataset == "gsm8k":  # worked solution ending in '#### 1,234'
+        text = _field(row, "answer", dataset)
+        ans = text.rsplit("####", 1)[1].replace(",", "") if "####" in text else None
+    elif dataset == "aime24":  # strings, some with leading zeros ('025')
+        ans = str(_field(row, "answer", dataset))
+    elif dataset == "amc23":  # floats such as 27.0
+        x = _field(row, "answer", dataset)
+        ans = str(int(x)) if isinstance(x, (int, float)) and float(x).is_integer() else str(x)
+    elif dataset == "olympiadbench":  # a list of strings, possibly $-wrapped
+        fa = _field(row, "final_answer", dataset)
+        ans = ", ".join(str(a) for a in fa) if isinstance(fa, list) else str(fa)
+    elif dataset == "minerva":  # the last \boxed{} of the solution
+        ans = last_boxed(_field(row, "solution", dataset))
+    else:
+        raise ValueError(f"gold_answer: unknown dataset {dataset!r}; expected one of {DATASETS}")
+    ans = ans.strip() if isinstance(ans, str) else None
+    return ans if ans and is_parseable(ans) else None
