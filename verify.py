@@ -42,7 +42,9 @@ import signal
 import threading
 import time
 import unicodedata
+from contextlib import contextmanager
 from functools import lru_cache
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import mpmath
@@ -190,13 +192,6 @@ def _last_marker(text, start, final_only):
         end = i
 
 
-def _last_match(pattern, text, start):
-    m = None
-    for m in pattern.finditer(text, start):
-        pass
-    return m
-
-
 def extract_answer(text):
     """
     The final answer in a completion (the extraction contract):
@@ -223,8 +218,9 @@ def extract_answer(text):
     if run:
         return _joined(run).strip() or None
     last = None
-    for lo in (len(text) - 4096, 0):  # the tail first: a long text costs little
-        last = _last_match(_NUMBER_RE, text, max(lo, 0))
+    for lo in (len(text) - 4096, 0):  # the last number: in the tail first, so that a long text costs little
+        for last in _NUMBER_RE.finditer(text, max(lo, 0)):
+            pass
         if last is not None and (lo <= 0 or last.start() > lo):
             break
     if last is None:
@@ -418,9 +414,7 @@ def tokenize(s):
     tokens, pos = [], 0
     while pos < len(s):
         m = _TOKEN_RE.match(s, pos)
-        if m is None:
-            if s[pos:].strip() == "":
-                break
+        if m is None:  # (a normalised string has no trailing space)
             raise ParseError(f"unexpected character {s[pos]!r} at {pos}")
         num, cmd, word, op = m.groups()
         sp = s[pos].isspace()
@@ -510,10 +504,14 @@ class _Parser:
         if not self.accept(text):
             raise ParseError(f"expected {text!r}, got {self.peek().text!r}")
 
-    def enter(self):
+    @contextmanager
+    def nested(self):
+        """One level deeper (groups, fractions, exponents, arguments), at most MAX_DEPTH."""
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise ParseError("nesting too deep")
+        yield
+        self.depth -= 1
 
     def spend(self, digits):
         self.digits += digits
@@ -541,9 +539,7 @@ class _Parser:
         start, saved = self.pos, (self.pm_choice, self.pm_count, self.pm_allowed)
         self.pm_choice, self.pm_count, self.pm_allowed = (), 0, True
         out = [self.parse_relation()]
-        n = self.pm_count
-        if n > 2:
-            raise ParseError("too many \\pm")
+        n = self.pm_count  # at most 2: parse_additive refuses a third
         if n > 0:
             out = []
             for choice in ((1,), (-1,)) if n == 1 else ((1, 1), (1, -1), (-1, 1), (-1, -1)):
@@ -719,13 +715,12 @@ class _Parser:
         return _power(self, _expr(base), _expr(self.parse_exponent()))
 
     def parse_exponent(self):
-        self.enter()
-        sign = 1
-        while self.peek().kind == "op" and self.peek().text in ("-", "+"):
-            if self.next().text == "-":
-                sign = -sign
-        value = _expr(self.parse_power())  # right associative: 2^3^2 = 2^9
-        self.depth -= 1
+        with self.nested():
+            sign = 1
+            while self.peek().kind == "op" and self.peek().text in ("-", "+"):
+                if self.next().text == "-":
+                    sign = -sign
+            value = _expr(self.parse_power())  # right associative: 2^3^2 = 2^9
         return -value if sign < 0 else value
 
     def parse_postfix(self):
@@ -742,22 +737,20 @@ class _Parser:
 
     def parse_group(self, is_set=False):
         """Items of a bracketed group; in a set, `a \\pm b` gives two elements."""
-        self.enter()
-        saved = self.pm_allowed, self.abs_open
-        self.pm_allowed, self.abs_open = False, 0
-        items = self.parse_items(expand_pm=is_set)
-        self.pm_allowed, self.abs_open = saved
-        self.depth -= 1
+        with self.nested():
+            saved = self.pm_allowed, self.abs_open
+            self.pm_allowed, self.abs_open = False, 0
+            items = self.parse_items(expand_pm=is_set)
+            self.pm_allowed, self.abs_open = saved
         return items
 
     def parse_arg(self):
         """Argument of \\frac, \\sqrt, \\binom: a {group}, or a single character or command (\\frac34)."""
         tok = self.peek()
         if self.accept("{"):
-            self.enter()
-            value = self.parse_additive()
-            self.expect("}")
-            self.depth -= 1
+            with self.nested():
+                value = self.parse_additive()
+                self.expect("}")
             return _expr(value)
         if tok.kind == "num":
             self.next()
@@ -842,34 +835,29 @@ class _Parser:
                 self.expect("}")
                 return items[0] if len(items) == 1 else Set(items)
             if text == "|":
-                self.enter()
-                self.abs_open += 1
-                value = _expr(self.parse_additive())
-                self.expect("|")
-                self.abs_open -= 1
-                self.depth -= 1
+                with self.nested():
+                    self.abs_open += 1
+                    value = _expr(self.parse_additive())
+                    self.expect("|")
+                    self.abs_open -= 1
                 return sympy.Abs(value)
             raise ParseError(f"unexpected {text!r}")
         # commands
         if text == "\\frac":
-            self.enter()
-            num = self.parse_arg()
-            den = self.parse_arg()
-            self.depth -= 1
+            with self.nested():
+                num, den = self.parse_arg(), self.parse_arg()
             return _divide(num, den)
         if text == "\\sqrt":
-            self.enter()
-            index = Integer(2)
-            if self.accept("["):
-                index = _expr(self.parse_additive())
-                self.expect("]")
-            value = self.parse_arg()
-            self.depth -= 1
+            with self.nested():
+                index = Integer(2)
+                if self.accept("["):
+                    index = _expr(self.parse_additive())
+                    self.expect("]")
+                value = self.parse_arg()
             return _power(self, value, 1 / index)
         if text == "\\binom":
-            self.enter()
-            n, k = self.parse_arg(), self.parse_arg()
-            self.depth -= 1
+            with self.nested():
+                n, k = self.parse_arg(), self.parse_arg()
             return _binomial(self, n, k)
         if text == "\\pi":
             return sympy.pi
@@ -882,10 +870,9 @@ class _Parser:
         if text in _ACCENTS:  # \dot{x}, \overline{CD}: names of their own
             return self.symbol(f"{text[1:]} {self.subscript()}")
         if text in ("\\lfloor", "\\lceil"):
-            self.enter()
-            value = _expr(self.parse_additive())
-            self.expect("\\rfloor" if text == "\\lfloor" else "\\rceil")
-            self.depth -= 1
+            with self.nested():
+                value = _expr(self.parse_additive())
+                self.expect("\\rfloor" if text == "\\lfloor" else "\\rceil")
             return (sympy.floor if text == "\\lfloor" else sympy.ceiling)(value, evaluate=False)
         if text in _FUNC_OF:
             return self.function(text)
@@ -901,43 +888,41 @@ class _Parser:
 
     def function(self, name):
         """\\sin x, \\sin(x), \\sin^2 x, \\sin^{-1} x, \\log_2 8, \\log _{10} 250, \\exp{a t}."""
-        self.enter()
-        func, power, base = _FUNC_OF[name], None, None
-        if name == "\\log" and self.accept("_"):
-            base = self.parse_arg()
-        if self.accept("^"):
-            power = _expr(self.parse_exponent())
-            if power == -1 and name in _INVERSE_OF:
-                func, power = _INVERSE_OF[name], None
-        if self.at("(") or self.at("{"):
-            arg = _expr(self.parse_primary())
-        else:  # \sin 2x: a run of factors up to the next operator or function
-            arg = _expr(self.parse_unary())
-            while self._starts_primary(self.peek()) and self.peek().text not in _FUNC_OF:
-                arg = arg * _expr(self.parse_power())
-        value = func(arg) if base is None else sympy.log(arg) / sympy.log(base)
-        self.depth -= 1
+        with self.nested():
+            func, power, base = _FUNC_OF[name], None, None
+            if name == "\\log" and self.accept("_"):
+                base = self.parse_arg()
+            if self.accept("^"):
+                power = _expr(self.parse_exponent())
+                if power == -1 and name in _INVERSE_OF:
+                    func, power = _INVERSE_OF[name], None
+            if self.at("(") or self.at("{"):
+                arg = _expr(self.parse_primary())
+            else:  # \sin 2x: a run of factors up to the next operator or function
+                arg = _expr(self.parse_unary())
+                while self._starts_primary(self.peek()) and self.peek().text not in _FUNC_OF:
+                    arg = arg * _expr(self.parse_power())
+            value = func(arg) if base is None else sympy.log(arg) / sympy.log(base)
         return _power(self, value, power) if power is not None else value
 
     def matrix(self, env):
-        self.enter()
-        if env not in _MATRIX_ENVS:
-            raise ParseError(f"environment {env}")
-        if env == "array" and self.at("{"):  # column spec {cc}
-            while not self.accept("}"):
-                self.next()
-        rows, row = [], []
-        while True:
-            row.append(_expr(self.parse_additive()))
-            if self.accept("&"):
-                continue
-            rows.append(row)
-            row = []
-            if self.accept("\\\\") and not self.peek().text.startswith("\\end{"):
-                continue
-            break
-        self.expect(f"\\end{{{env}}}")
-        self.depth -= 1
+        with self.nested():
+            if env not in _MATRIX_ENVS:
+                raise ParseError(f"environment {env}")
+            if env == "array" and self.at("{"):  # column spec {cc}
+                while not self.accept("}"):
+                    self.next()
+            rows, row = [], []
+            while True:
+                row.append(_expr(self.parse_additive()))
+                if self.accept("&"):
+                    continue
+                rows.append(row)
+                row = []
+                if self.accept("\\\\") and not self.peek().text.startswith("\\end{"):
+                    continue
+                break
+            self.expect(f"\\end{{{env}}}")
         if len({len(r) for r in rows}) != 1 or sum(map(len, rows)) > MAX_ITEMS:
             raise ParseError("ragged or large matrix")
         return Matrix(rows)
@@ -1086,7 +1071,7 @@ def _bracket_depth(s):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# comparison, 1: numeric evaluation. One evaluator, two number systems. _Double (Python complex, cmath) is
+# comparison, 1: numeric evaluation. One evaluator, two number systems. _DOUBLE (Python complex, cmath) is
 # the fast first pass; mpmath at 40 digits (a private context per thread: mpmath's global one is shared
 # state) decides whenever the fast pass fails or finds a difference, so that cancellation in double
 # precision cannot mark a right answer wrong.
@@ -1096,14 +1081,12 @@ class _Invalid(Exception):
 
 
 def _ctx(dps=40):
-    cache = getattr(_local, "ctxs", None)
-    if cache is None:
-        cache = _local.ctxs = {}
-    if dps not in cache:
-        ctx = mpmath.mp.__class__()
-        ctx.dps = dps
-        cache[dps] = ctx
-    return cache[dps]
+    """This thread's own mpmath context at dps digits."""
+    ctxs = _local.__dict__.setdefault("ctxs", {})
+    if dps not in ctxs:
+        ctxs[dps] = mpmath.mp.__class__()
+        ctxs[dps].dps = dps
+    return ctxs[dps]
 
 
 def _real_only(f):
@@ -1114,38 +1097,15 @@ def _real_only(f):
     return g
 
 
-class _Double:
-    """The slice of mpmath's context interface that _num uses, on Python complex numbers."""
-    pi, e = complex(math.pi), complex(math.e)
-    mpf = mpc = staticmethod(complex)
-    sin, cos, tan, asin, acos, atan = cmath.sin, cmath.cos, cmath.tan, cmath.asin, cmath.acos, cmath.atan
-    sinh, cosh, tanh, log, exp, log10 = cmath.sinh, cmath.cosh, cmath.tanh, cmath.log, cmath.exp, cmath.log10
-    isfinite, fabs = staticmethod(cmath.isfinite), staticmethod(abs)
-    floor, ceil, gamma = _real_only(math.floor), _real_only(math.ceil), _real_only(math.gamma)
+_DOUBLE = SimpleNamespace(  # the slice of mpmath's context interface that _num uses, on Python complex numbers
+    pi=complex(math.pi), e=complex(math.e), mpf=complex, mpc=complex, isfinite=cmath.isfinite, fabs=abs,
+    sin=cmath.sin, cos=cmath.cos, tan=cmath.tan, asin=cmath.asin, acos=cmath.acos, atan=cmath.atan,
+    sinh=cmath.sinh, cosh=cmath.cosh, tanh=cmath.tanh, log=cmath.log, exp=cmath.exp, log10=cmath.log10,
+    cot=lambda x: 1 / cmath.tan(x), sec=lambda x: 1 / cmath.cos(x), csc=lambda x: 1 / cmath.sin(x),
+    acot=lambda x: cmath.atan(1 / x), power=lambda b, x: b ** x, re=lambda x: x.real, im=lambda x: x.imag,
+    floor=_real_only(math.floor), ceil=_real_only(math.ceil), gamma=_real_only(math.gamma),
+    binomial=lambda n, k: _DOUBLE.gamma(n + 1) / (_DOUBLE.gamma(k + 1) * _DOUBLE.gamma(n - k + 1)))
 
-    @staticmethod
-    def cot(x): return 1 / cmath.tan(x)
-
-    @staticmethod
-    def sec(x): return 1 / cmath.cos(x)
-
-    @staticmethod
-    def csc(x): return 1 / cmath.sin(x)
-
-    @staticmethod
-    def acot(x): return cmath.atan(1 / x)
-
-    @staticmethod
-    def power(b, x): return b ** x
-
-    @staticmethod
-    def re(x): return x.real
-
-    @staticmethod
-    def im(x): return x.imag
-
-    @staticmethod
-    def binomial(n, k): return _Double.gamma(n + 1) / (_Double.gamma(k + 1) * _Double.gamma(n - k + 1))
 
 
 _UNARY = {sympy.sin: "sin", sympy.cos: "cos", sympy.tan: "tan", sympy.cot: "cot", sympy.sec: "sec",
@@ -1265,7 +1225,7 @@ def _expr_equal(g, p, tol):
     valid = 0
     for k in range(N_POINTS if symbols else 1):
         if symbols:  # fast pass in double precision: agreement to 1e-9 (or tol) counts
-            x, y = _value(g, k, names, _Double), _value(p, k, names, _Double)
+            x, y = _value(g, k, names, _DOUBLE), _value(p, k, names, _DOUBLE)
             if x is not None and y is not None and _close(x, y, max(tol, 1e-9)):
                 valid += 1
                 continue
