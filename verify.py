@@ -78,6 +78,7 @@ _local = threading.local()  # per thread: the deadline of the verify() call unde
 
 
 def _check_deadline():
+    """Raise _Timeout once the deadline of the verify() call under way has passed (no deadline outside one)."""
     deadline = getattr(_local, "deadline", None)
     if deadline is not None and time.perf_counter() > deadline:
         raise _Timeout()
@@ -968,7 +969,6 @@ def _equation(parts, named):
     return Equation(parts[0], _expr(parts[1]), False)
 
 
-
 def _primed(value):
     if not isinstance(value, Symbol):
         raise ParseError("prime of a non-symbol")
@@ -1051,8 +1051,8 @@ def _parse_normalized(s):
         p = _Parser(tokenize(s))
         value = p.parse_answer()
         exprs = _exprs(value)
-        if any(e.has(sympy.nan, sympy.zoo) for e in exprs) or len(set().union(*(e.free_symbols for e in exprs))) \
-                > MAX_SYMBOLS:
+        symbols = set().union(*(e.free_symbols for e in exprs))
+        if any(e.has(sympy.nan, sympy.zoo) for e in exprs) or len(symbols) > MAX_SYMBOLS:
             return None
         return Parsed(value, p.has_decimal)
     except Exception:  # ParseError, and anything sympy raises on an odd input; _Timeout propagates
@@ -1105,8 +1105,6 @@ _DOUBLE = SimpleNamespace(  # the slice of mpmath's context interface that _num 
     acot=lambda x: cmath.atan(1 / x), power=lambda b, x: b ** x, re=lambda x: x.real, im=lambda x: x.imag,
     floor=_real_only(math.floor), ceil=_real_only(math.ceil), gamma=_real_only(math.gamma),
     binomial=lambda n, k: _DOUBLE.gamma(n + 1) / (_DOUBLE.gamma(k + 1) * _DOUBLE.gamma(n - k + 1)))
-
-
 
 _UNARY = {sympy.sin: "sin", sympy.cos: "cos", sympy.tan: "tan", sympy.cot: "cot", sympy.sec: "sec",
           sympy.csc: "csc", sympy.asin: "asin", sympy.acos: "acos", sympy.atan: "atan", sympy.acot: "acot",
@@ -1385,7 +1383,7 @@ def _text_key(s):
 # the entry points: verify, is_parseable, and the gold answers of the datasets
 
 def _candidates(answer):
-    """(normalised string, list of (value, has_decimal)) for an answer string."""
+    """(normalised string, [Parsed]) for an answer string; a percentage has two values (62.5% and 0.625)."""
     s, percent = normalize(answer)
     parsed = _parse_normalized(s)
     if parsed is None:
@@ -1394,7 +1392,6 @@ def _candidates(answer):
     if percent and _is_expr(parsed.value):  # 62.5% also matches 0.625
         out.append(Parsed(parsed.value / 100, parsed.has_decimal))
     return s, out
-
 
 
 def _verify(completion, gold):
