@@ -412,6 +412,7 @@ _WORD_ALIASES = {"inf": "infty", "infinity": "infty", "asin": "arcsin", "acos": 
 
 
 def tokenize(s):
+    """The Tokens of a normalised answer string; ParseError on a character or a word it cannot read."""
     tokens, pos = [], 0
     while pos < len(s):
         m = _TOKEN_RE.match(s, pos)
