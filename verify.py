@@ -1,30 +1,25 @@
 """
 Answer extraction and equivalence checking for math RL rewards, safe on hostile model output.
 
-    extract_answer(text) -> str | None     the completion's final answer (the extraction contract below)
+    extract_answer(text) -> str | None     the completion's final answer (its docstring is the extraction contract)
     verify(completion, gold) -> bool       is the completion's answer equivalent to the gold answer (str, int, float)?
     verify_choice(completion, letter)      did a multiple-choice completion (GPQA) pick this option letter?
     gold_answer(row, dataset) -> str|None  a dataset row's gold answer, None when empty or unparseable
     is_parseable(answer) -> bool           can verify() score against this gold answer?
 
-The extraction contract (extract_answer): the answer is the last complete \\boxed{} (or \\fbox{}); boxes just
-before it that only separators divide from it (commas, 'and', 'or', spaces, $, `x =`) join it as one list
-(`$\\boxed{1}$ and $\\boxed{2}$` is '1, 2'; `\\boxed{1}, then \\boxed{2}` is '2'). A final-answer statement after
-the last box ('Final Answer: The final answer is $7$') overrides it when it states a math span or a number
-('check the answer: $...$' is no such statement). With no
-box: the statement after the last 'final answer' / 'answer is' / 'answer:' / '####' (its first math span, else the
-rest of the line or sentence); with no marker either, the last number, unless it sits inside an expression
-(`\\frac{10}{9}`, a matrix, `x < 5`): then the $...$ / \\(...\\) / \\[...\\] span that holds it, or None.
+The file reads in the order of the work: extraction (a completion's final answer), normalisation (string to
+string), parsing (string to value), comparison (value against value), then the entry points that chain them.
 
 How two answers are compared (verify): both are normalised (\\dfrac, \\left/\\right, \\text{}, units, degrees, $,
 percent signs and words, thousands separators, trailing dots), then compared as strings; if that fails, each is parsed
-into a value and the values are compared. A value is a sympy expression or a structure of them: a tuple or interval
-(ordered, brackets matter), a set or a bare comma list (unordered; a repeat in the answer is dropped unless the gold
-answer repeats too), a union of intervals (unordered), a matrix (element by element), a ratio (a:b is a/b; ratios
-compare when proportional), an equation (the same up to a constant factor), an inequality (a linear one in one
-variable is its interval; others the same up to a positive factor), or a text answer. A name or label on the left
-is dropped: `x = 5`, `(p, q) = (3, 2)`, `|AB| = 1`, `V_1:V_2 = 11:21` compare as their right sides, and a chain
-`x = 2 + 3 = 5` as its last; `1 \\pm 2` and `\\pm 2` are sets; `a \\approx b` is a (and b too for a decimal gold).
+into a value and the values are compared. A value is a sympy expression or a structure of them (the named types of
+the parsing section): a tuple or interval (Bracketed: ordered, brackets matter), a set or a bare comma list (Set:
+unordered; a repeat in the answer is dropped unless the gold answer repeats too), a union of intervals (Union,
+unordered), a matrix (Matrix, element by element), a ratio (Ratio: a:b is a/b; ratios compare when proportional), an
+equation (Equation: the same up to a constant factor), an inequality (a linear one in one variable is its interval;
+others a Relation, the same up to a positive factor), or a text answer. A name or label on the left is dropped:
+`x = 5`, `(p, q) = (3, 2)`, `|AB| = 1`, `V_1:V_2 = 11:21` compare as their right sides, and a chain `x = 2 + 3 = 5`
+as its last; `1 \\pm 2` and `\\pm 2` are sets; `a \\approx b` (Approx) is a, and b too for a decimal gold answer.
 Two expressions are equal when sympy builds the same object, or else when they agree numerically: constants are
 evaluated with mpmath at 40 digits; expressions with variables are evaluated at 4 fixed pseudo-random points
 (a probabilistic identity test, never simplify()). Relative tolerances: 1e-4 when the gold answer is written as a
@@ -47,7 +42,10 @@ import signal
 import threading
 import time
 import unicodedata
+from contextlib import contextmanager
 from functools import lru_cache
+from types import SimpleNamespace
+from typing import NamedTuple
 
 import mpmath
 import sympy
@@ -76,10 +74,26 @@ class _Timeout(BaseException):  # BaseException so that no `except Exception` in
     pass
 
 
+_local = threading.local()  # per thread: the deadline of the verify() call under way, private mpmath contexts
+
+
+def _check_deadline():
+    """Raise _Timeout once the deadline of the verify() call under way has passed (no deadline outside one)."""
+    deadline = getattr(_local, "deadline", None)
+    if deadline is not None and time.perf_counter() > deadline:
+        raise _Timeout()
+
+
 # ----------------------------------------------------------------------------------------------------------------
-# extraction
+# extraction: the final answer of a completion (extract_answer), and a multiple-choice letter
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
+
+
+class Box(NamedTuple):  # a complete \boxed{...} (or \fbox) at text[start:end]
+    start: int
+    end: int
+    content: str
 
 
 def _braced(text, i):
@@ -100,33 +114,34 @@ def _braced(text, i):
     return None
 
 
-def _box_at(text, j):
-    """(content, end) of the box whose command ends at text[j]: `{...}` brace-matched, or `\\boxed 5`; else None."""
+def _box_at(text, start, cmd):
+    """The Box whose command `cmd` starts at text[start]: `{...}` brace-matched, or `\\boxed 5`; else None."""
+    j = start + len(cmd)
     if text.startswith("{", j):
         content = _braced(text, j)
-        return (content, j + len(content) + 2) if content is not None else None
+        return Box(start, j + len(content) + 2, content) if content is not None else None
     m = re.match(r" +([^\s$]+)", text[j:j + MAX_ANSWER_CHARS])
-    return (m.group(1), j + m.end()) if m else None
+    return Box(start, j + m.end(), m.group(1)) if m else None
 
 
 def _box_run(text):
-    """[(start, end, content)] of the last complete box and the boxes just before it that only separators divide
-    from it, in order; [] when there is no complete box. Scans backwards, so a flood of boxes costs little."""
+    """The Boxes of the last complete box and the boxes just before it that only separators divide from it, in
+    order; [] when there is no complete box. Scans backwards, so a flood of boxes costs little."""
     run, end, incomplete = [], len(text), 0
     while len(run) < MAX_ITEMS:
         i, cmd = max((text.rfind(c, 0, end), c) for c in _BOX_COMMANDS)
         if i < 0:
             break
-        box, end = _box_at(text, i + len(cmd)), i
+        box, end = _box_at(text, i, cmd), i
         if box is None:  # an unclosed box (a truncated generation): fall back to the boxes before it
             incomplete += 1
             if run or incomplete >= 3:
                 break
             continue
-        between = text[box[1]:run[0][0]] if run and box[1] <= run[0][0] else None
+        between = text[box.end:run[0].start] if run and box.end <= run[0].start else None
         if run and (between is None or len(between) > 40 or not _RE_BOX_JOIN.fullmatch(between)):
             break  # a box around the run (\boxed{\boxed{5}}), or words between: not one answer
-        run.insert(0, (i, box[1], box[0]))
+        run.insert(0, box)
     return run
 
 
@@ -148,7 +163,7 @@ def last_boxed(text):
 
 def _joined(run):
     """The contents of a run of boxes as one answer; a box repeated word for word counts once."""
-    return ", ".join(dict.fromkeys(c.strip() for _, _, c in run)) if run else None
+    return ", ".join(dict.fromkeys(box.content.strip() for box in run)) if run else None
 
 
 def _statement(rest):
@@ -178,13 +193,6 @@ def _last_marker(text, start, final_only):
         end = i
 
 
-def _last_match(pattern, text, start):
-    m = None
-    for m in pattern.finditer(text, start):
-        pass
-    return m
-
-
 def extract_answer(text):
     """
     The final answer in a completion (the extraction contract):
@@ -202,7 +210,7 @@ def extract_answer(text):
     if not isinstance(text, str) or len(text) > MAX_COMPLETION_CHARS:
         return None
     run = _box_run(text)
-    marker = _last_marker(text, run[-1][1] if run else 0, final_only=bool(run))
+    marker = _last_marker(text, run[-1].end if run else 0, final_only=bool(run))
     if marker >= 0:
         rest = text[marker:]
         stated = _statement(rest)
@@ -211,8 +219,9 @@ def extract_answer(text):
     if run:
         return _joined(run).strip() or None
     last = None
-    for lo in (len(text) - 4096, 0):  # the tail first: a long text costs little
-        last = _last_match(_NUMBER_RE, text, max(lo, 0))
+    for lo in (len(text) - 4096, 0):  # the last number: in the tail first, so that a long text costs little
+        for last in _NUMBER_RE.finditer(text, max(lo, 0)):
+            pass
         if last is not None and (lo <= 0 or last.start() > lo):
             break
     if last is None:
@@ -257,44 +266,7 @@ def verify_choice(completion, letter):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# gold answers of the datasets
-
-DATASETS = ("math", "math500", "gsm8k", "aime24", "amc23", "olympiadbench", "minerva")
-
-
-def _field(row, key, dataset):
-    if not isinstance(row, dict) or key not in row:
-        raise ValueError(f"gold_answer: a {dataset!r} row needs the field {key!r}; got "
-                         f"{sorted(row) if isinstance(row, dict) else type(row).__name__}")
-    return row[key]
-
-
-def gold_answer(row, dataset):
-    """The gold answer string of a dataset row; None when it is empty or not parseable (callers skip and count)."""
-    if dataset in ("math", "math500"):  # 'answer' is the last \boxed{} of 'solution'
-        ans = row.get("answer") if isinstance(row, dict) and row.get("answer") else \
-            last_boxed(_field(row, "solution", dataset))
-    elif dataset == "gsm8k":  # worked solution ending in '#### 1,234'
-        text = _field(row, "answer", dataset)
-        ans = text.rsplit("####", 1)[1].replace(",", "") if "####" in text else None
-    elif dataset == "aime24":  # strings, some with leading zeros ('025')
-        ans = str(_field(row, "answer", dataset))
-    elif dataset == "amc23":  # floats such as 27.0
-        x = _field(row, "answer", dataset)
-        ans = str(int(x)) if isinstance(x, (int, float)) and float(x).is_integer() else str(x)
-    elif dataset == "olympiadbench":  # a list of strings, possibly $-wrapped
-        fa = _field(row, "final_answer", dataset)
-        ans = ", ".join(str(a) for a in fa) if isinstance(fa, list) else str(fa)
-    elif dataset == "minerva":  # the last \boxed{} of the solution
-        ans = last_boxed(_field(row, "solution", dataset))
-    else:
-        raise ValueError(f"gold_answer: unknown dataset {dataset!r}; expected one of {DATASETS}")
-    ans = ans.strip() if isinstance(ans, str) else None
-    return ans if ans and is_parseable(ans) else None
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# normalisation (string to string)
+# normalisation: an answer string to a canonical string (deterministic, cheap, no parsing)
 
 _UNICODE = str.maketrans({
     "\u2212": "-", "\u2013": "-", "\u00d7": "\\times ", "\u22c5": "\\cdot ", "\u00b7": "\\cdot ", "\u00f7": "/",
@@ -375,7 +347,59 @@ def normalize(answer):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# tokenizer: (kind, text, space_before) with kind in num / letter / cmd / op
+# parsing: a normalised string to a value, never through eval or sympify: a tokenizer and a recursive-descent
+# parser build a sympy expression directly, or one of these structures of values
+
+class Bracketed(NamedTuple):  # a tuple or an interval: ordered, and the brackets matter ((1, 2] is not (1, 2))
+    open: str
+    close: str
+    items: list
+
+
+class Set(NamedTuple):  # a set, or a bare comma list: unordered
+    items: list
+
+
+class Union(NamedTuple):  # intervals or sets joined by \cup: unordered
+    parts: list
+
+
+class Matrix(NamedTuple):
+    rows: list  # lists of expressions, all of one length
+
+
+class Equation(NamedTuple):  # lhs = rhs; `named` when lhs is a name or a label (x, f(2), (p, q), |AB|)
+    lhs: object
+    rhs: object
+    named: bool
+
+
+class Relation(NamedTuple):  # `diff op 0`, diff = lhs - rhs, op in <, <=, != (not an interval of one variable)
+    op: str
+    diff: object
+
+
+class Approx(NamedTuple):  # exact \approx rounded: \frac13 \approx 0.333
+    exact: object
+    rounded: object
+
+
+class Ratio(NamedTuple):  # a : b (: c ...)
+    parts: list
+
+
+class Parsed(NamedTuple):
+    value: object  # a sympy expression, or a structure of them (Bracketed, Set, Union, Matrix, Equation, ...)
+    has_decimal: bool  # a number in it was written as a decimal (3.21, 4.5e33): compared with a tolerance
+
+
+class Token(NamedTuple):
+    kind: str  # num, letter, cmd (a backslash command or a function name), op; "end" past the last token
+    text: str
+    spaced: bool  # a space before it: f (x) is not the function value f(x)
+
+
+_END = Token("end", "", False)
 
 _TOKEN_RE = re.compile(r"\s*(?:(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)"  # number, 4.5e33
                        r"|(\\(?:begin|end)\s*\{[A-Za-z*]+\}|\\[A-Za-z]+|\\.)"  # \begin{pmatrix}, \frac, \{
@@ -388,43 +412,37 @@ _WORD_ALIASES = {"inf": "infty", "infinity": "infty", "asin": "arcsin", "acos": 
 
 
 def tokenize(s):
+    """The Tokens of a normalised answer string; ParseError on a character or a word it cannot read."""
     tokens, pos = [], 0
     while pos < len(s):
         m = _TOKEN_RE.match(s, pos)
-        if m is None:
-            if s[pos:].strip() == "":
-                break
+        if m is None:  # (a normalised string has no trailing space)
             raise ParseError(f"unexpected character {s[pos]!r} at {pos}")
         num, cmd, word, op = m.groups()
         sp = s[pos].isspace()
         pos = m.end()
         if num is not None:
-            tokens.append(("num", num, sp))
+            tokens.append(Token("num", num, sp))
         elif cmd is not None:
-            tokens.append(("cmd", re.sub(r"\s+", "", cmd), sp))
+            tokens.append(Token("cmd", re.sub(r"\s+", "", cmd), sp))
         elif op is not None:
-            tokens.append(("op", "^" if op == "**" else op, sp))
+            tokens.append(Token("op", "^" if op == "**" else op, sp))
         else:
             w = _WORD_ALIASES.get(word, word)
             head = next((f for f in _FUNCS_LONGEST_FIRST if w.startswith(f) and len(w) == len(f) + 1), None)
             if head and w not in _WORD_COMMANDS:  # sinx, lnx: a function name glued to a one-letter argument
-                tokens.append(("cmd", "\\" + head, sp))
+                tokens.append(Token("cmd", "\\" + head, sp))
                 w, sp = w[len(head):], False
             if w in _WORD_COMMANDS:
-                tokens.append(("cmd", "\\" + w, sp))
+                tokens.append(Token("cmd", "\\" + w, sp))
             elif len(w) <= 3:  # 'ab' is a*b
-                tokens.extend(("letter", c, sp and k == 0) for k, c in enumerate(w))
+                tokens.extend(Token("letter", c, sp and k == 0) for k, c in enumerate(w))
             elif w.isupper():  # acronyms (SRMC) are one symbol
-                tokens.append(("letter", w, sp))
+                tokens.append(Token("letter", w, sp))
             else:
                 raise ParseError(f"word {word!r}")
     return tokens
 
-
-# ----------------------------------------------------------------------------------------------------------------
-# parser: tokens -> sympy objects built directly, or structures of them:
-#   ("seq", open, close, items)  tuple / interval      ("set", items)  set or bare list (unordered)
-#   ("union", parts)  ("matrix", rows)  ("eq", lhs, rhs, lhs_is_a_name)  ("rel", op, lhs - rhs)  op in < <= !=
 
 _GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "iota",
           "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi", "chi", "psi",
@@ -443,19 +461,13 @@ _PRIMARY_CMDS = {"\\frac", "\\sqrt", "\\binom", "\\pi", "\\infty", "\\lfloor", "
     set(_FUNC_OF) | {"\\" + g for g in _GREEK} | _ACCENTS
 
 
-def _check_deadline():
-    deadline = getattr(_local, "deadline", None)
-    if deadline is not None and time.perf_counter() > deadline:
-        raise _Timeout()
-
-
 def _is_expr(v):
     return isinstance(v, sympy.Basic)
 
 
 def _expr(v):
     if not _is_expr(v):
-        raise ParseError(f"a {v[0]} where a number was expected")
+        raise ParseError(f"a {type(v).__name__} where a number was expected")
     return v
 
 
@@ -470,19 +482,19 @@ class _Parser:
     # -- token helpers
     def peek(self, k=0):
         i = self.pos + k
-        return self.toks[i] if i < len(self.toks) else ("end", "", False)
+        return self.toks[i] if i < len(self.toks) else _END
 
     def next(self):
         _check_deadline()
         tok = self.peek()
-        if tok[0] == "end":
+        if tok.kind == "end":
             raise ParseError("unexpected end")
         self.pos += 1
         return tok
 
     def at(self, text):
         tok = self.peek()
-        return tok[0] in ("op", "cmd") and tok[1] == text
+        return tok.kind in ("op", "cmd") and tok.text == text
 
     def accept(self, text):
         if self.at(text):
@@ -492,12 +504,16 @@ class _Parser:
 
     def expect(self, text):
         if not self.accept(text):
-            raise ParseError(f"expected {text!r}, got {self.peek()[1]!r}")
+            raise ParseError(f"expected {text!r}, got {self.peek().text!r}")
 
-    def enter(self):
+    @contextmanager
+    def nested(self):
+        """One level deeper (groups, fractions, exponents, arguments), at most MAX_DEPTH."""
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise ParseError("nesting too deep")
+        yield
+        self.depth -= 1
 
     def spend(self, digits):
         self.digits += digits
@@ -507,9 +523,9 @@ class _Parser:
     # -- grammar, loosest first
     def parse_answer(self):
         items = self.parse_items()
-        if self.peek()[0] != "end":
-            raise ParseError(f"unexpected {self.peek()[1]!r}")
-        return items[0] if len(items) == 1 else ("set", items)
+        if self.peek().kind != "end":
+            raise ParseError(f"unexpected {self.peek().text!r}")
+        return items[0] if len(items) == 1 else Set(items)
 
     def parse_items(self, expand_pm=True):
         items = []
@@ -525,9 +541,7 @@ class _Parser:
         start, saved = self.pos, (self.pm_choice, self.pm_count, self.pm_allowed)
         self.pm_choice, self.pm_count, self.pm_allowed = (), 0, True
         out = [self.parse_relation()]
-        n = self.pm_count
-        if n > 2:
-            raise ParseError("too many \\pm")
+        n = self.pm_count  # at most 2: parse_additive refuses a third
         if n > 0:
             out = []
             for choice in ((1,), (-1,)) if n == 1 else ((1, 1), (1, -1), (-1, 1), (-1, -1)):
@@ -540,8 +554,8 @@ class _Parser:
         start = self.pos
         parts, ops = [self.parse_ratio()], []
         lhs_end = self.pos
-        while self.peek()[0] in ("op", "cmd") and self.peek()[1] in _RELOPS:
-            ops.append(_RELOPS[self.next()[1]])
+        while self.peek().kind in ("op", "cmd") and self.peek().text in _RELOPS:
+            ops.append(_RELOPS[self.next().text])
             parts.append(self.parse_ratio())
         if not ops:
             return parts[0]
@@ -551,17 +565,17 @@ class _Parser:
         if "~" in ops and set(ops) <= {"=", "~"}:  # \frac13 \approx 0.333: the exact value, then the rounded one
             k = ops.index("~")
             if named and k == 0:  # x \approx 0.333 is x = 0.333
-                return ("eq", parts[0], parts[-1], True)
+                return Equation(parts[0], parts[-1], True)
             exact = _equation(parts[:k + 1], named) if k else parts[0]
             if _is_expr(exact) and exact.free_symbols:
                 raise ParseError("\\approx after an expression in a variable")  # 2x \approx 0.3 is not 0.3
-            return ("approx", exact, parts[-1])
+            return Approx(exact, parts[-1])
         if set(ops) == {"="}:
             return _equation(parts, named)
         if "in" in ops or "~" in ops or any(not _is_expr(p) for p in parts):
             raise ParseError("relation between structures")
         if ops == ["!="]:
-            return ("rel", "!=", parts[0] - parts[1])
+            return Relation("!=", parts[0] - parts[1])
         if len(ops) == 1:
             return _inequality(parts[0], ops[0], parts[1])
         if len(ops) == 2 and "!=" not in ops and (ops[0][0] == ops[1][0]):  # 1 < x <= 3, 4 > 2x - 2 > -4
@@ -573,7 +587,7 @@ class _Parser:
                 lo, hi = (lo - b) / a, (hi - b) / a
                 if a < 0:
                     lo, hi, lo_op, hi_op = hi, lo, hi_op, lo_op
-                return ("seq", "(" if lo_op in "<>" else "[", ")" if hi_op in "<>" else "]", [lo, hi])
+                return Bracketed("(" if lo_op in "<>" else "[", ")" if hi_op in "<>" else "]", [lo, hi])
         raise ParseError("unsupported relation chain")
 
     def _is_label(self, start, end):
@@ -582,24 +596,24 @@ class _Parser:
         a number only in a subscript or as a function's argument (f(2)); no arithmetic, no powers."""
         toks, kept, i = self.toks[start:end], [], 0
         while i < len(toks):  # drop subscripts
-            if toks[i][1] == "_" and toks[i][0] == "op":
+            if toks[i].text == "_" and toks[i].kind == "op":
                 i, depth = i + 1, 0
                 while i < len(toks):
-                    depth += {"{": 1, "}": -1}.get(toks[i][1], 0) if toks[i][0] == "op" else 0
+                    depth += {"{": 1, "}": -1}.get(toks[i].text, 0) if toks[i].kind == "op" else 0
                     i += 1
                     if depth <= 0:
                         break
                 continue
             kept.append(toks[i])
             i += 1
-        if not any(t[0] == "letter" or t[0] == "cmd" and t[1][1:] in _GREEK for t in kept):
+        if not any(t.kind == "letter" or t.kind == "cmd" and t.text[1:] in _GREEK for t in kept):
             return False
         for k, (kind, text, _) in enumerate(kept):
             if kind == "letter" or kind == "cmd" and (text[1:] in _GREEK or text in _ACCENTS or text == "\\frac"):
                 continue
             if kind == "op" and text in ("(", ")", ",", "|", ":", "{", "}", "/", "'"):
                 continue
-            if kind == "num" and text.isdigit() and k >= 2 and kept[k - 1][1] == "(" and kept[k - 2][0] == "letter":
+            if kind == "num" and text.isdigit() and k >= 2 and kept[k - 1].text == "(" and kept[k - 2].kind == "letter":
                 continue
             return False
         return True
@@ -614,7 +628,7 @@ class _Parser:
             parts.append(_expr(self.parse_union()))
         if len(parts) > 8:
             raise ParseError("ratio of too many parts")
-        return ("ratio", parts)
+        return Ratio(parts)
 
     def parse_union(self):
         first = self.parse_additive()
@@ -623,60 +637,61 @@ class _Parser:
         parts = [first]
         while self.accept("\\cup"):
             parts.append(self.parse_additive())
-        if not all(isinstance(p, tuple) and p[0] in ("seq", "set") for p in parts):
+        if not all(isinstance(p, (Bracketed, Set)) for p in parts):
             raise ParseError("\\cup of non-sets")
-        return ("union", parts)
+        return Union(parts)
 
     def parse_additive(self):
         tok = self.peek()  # a leading \pm: `\pm 2` is the two elements 2 and -2
-        value = Integer(0) if self.pm_allowed and tok[0] == "cmd" and tok[1] in ("\\pm", "\\mp") else self.parse_term()
+        leading_pm = self.pm_allowed and tok.kind == "cmd" and tok.text in ("\\pm", "\\mp")
+        value = Integer(0) if leading_pm else self.parse_term()
         while True:
             tok = self.peek()
-            if tok[1] in ("+", "-") and tok[0] == "op":
+            if tok.text in ("+", "-") and tok.kind == "op":
                 self.next()
                 term = _expr(self.parse_term())
-                value = _expr(value) + (term if tok[1] == "+" else -term)
-            elif tok[1] in ("\\pm", "\\mp") and tok[0] == "cmd":
+                value = _expr(value) + (term if tok.text == "+" else -term)
+            elif tok.text in ("\\pm", "\\mp") and tok.kind == "cmd":
                 if not self.pm_allowed or self.pm_count >= 2:
                     raise ParseError("\\pm here")
                 self.next()
                 sign = self.pm_choice[self.pm_count] if self.pm_choice else 1
                 self.pm_count += 1
                 term = _expr(self.parse_term())
-                value = _expr(value) + (sign if tok[1] == "\\pm" else -sign) * term
+                value = _expr(value) + (sign if tok.text == "\\pm" else -sign) * term
             else:
                 return value
 
     def parse_term(self):
         k = 0
-        while self.peek(k)[1] in ("-", "+") and self.peek(k)[0] == "op":
+        while self.peek(k).text in ("-", "+") and self.peek(k).kind == "op":
             k += 1
-        integer = self.peek(k)[0] == "num" and self.peek(k)[1].isdigit()
+        integer = self.peek(k).kind == "num" and self.peek(k).text.isdigit()
         value = self.parse_unary()
         if integer and self.at("\\frac"):  # a mixed number: 1\frac{4}{5} is 9/5, -8\frac47 is -60/7
             start = self.pos
             frac = self.parse_power()
-            plain = all(t[1] in ("\\frac", "{", "}") or t[1].isdigit() for t in self.toks[start:self.pos])
+            plain = all(t.text in ("\\frac", "{", "}") or t.text.isdigit() for t in self.toks[start:self.pos])
             if plain and frac.is_Rational and 0 < frac < 1:
                 return value + frac if value >= 0 else value - frac
             value = value * _expr(frac)
         while True:
             tok = self.peek()
-            if tok[1] in ("*", "\\cdot", "\\times") and tok[0] in ("op", "cmd"):
+            if tok.text in ("*", "\\cdot", "\\times") and tok.kind in ("op", "cmd"):
                 self.next()
                 value = _expr(value) * _expr(self.parse_unary())
-            elif tok[1] in ("/", "\\div") and tok[0] in ("op", "cmd"):
+            elif tok.text in ("/", "\\div") and tok.kind in ("op", "cmd"):
                 self.next()
                 value = _divide(_expr(value), _expr(self.parse_unary()))
             elif self._starts_primary(tok):  # implicit multiplication: 2x, 2\sqrt{3}, (a+5)(b+2)
-                if tok[0] == "num" and self.toks[self.pos - 1][0] == "num" and self.peek(1)[1] != "^":
+                if tok.kind == "num" and self.toks[self.pos - 1].kind == "num" and self.peek(1).text != "^":
                     raise ParseError("two numbers in a row")  # '1 000', '2 3' (but 70 2^{1/2} is a product)
                 value = _expr(value) * _expr(self.parse_power())
             else:
                 return value
 
     def _starts_primary(self, tok):
-        kind, text = tok[0], tok[1]
+        kind, text = tok.kind, tok.text
         if kind in ("num", "letter"):
             return True
         if kind == "cmd":
@@ -685,8 +700,8 @@ class _Parser:
 
     def parse_unary(self):
         sign = 1
-        while self.peek()[0] == "op" and self.peek()[1] in ("-", "+"):
-            if self.next()[1] == "-":
+        while self.peek().kind == "op" and self.peek().text in ("-", "+"):
+            if self.next().text == "-":
                 sign = -sign
         value = self.parse_power()
         return -_expr(value) if sign < 0 else value
@@ -696,19 +711,18 @@ class _Parser:
         if not self.at("^"):
             return base
         self.next()
-        if self.at("\\prime") or (self.at("{") and self.peek(1)[1] == "\\prime" and self.peek(2)[1] == "}"):
+        if self.at("\\prime") or (self.at("{") and self.peek(1).text == "\\prime" and self.peek(2).text == "}"):
             self.pos += 1 if self.at("\\prime") else 3
             return _primed(base)
         return _power(self, _expr(base), _expr(self.parse_exponent()))
 
     def parse_exponent(self):
-        self.enter()
-        sign = 1
-        while self.peek()[0] == "op" and self.peek()[1] in ("-", "+"):
-            if self.next()[1] == "-":
-                sign = -sign
-        value = _expr(self.parse_power())  # right associative: 2^3^2 = 2^9
-        self.depth -= 1
+        with self.nested():
+            sign = 1
+            while self.peek().kind == "op" and self.peek().text in ("-", "+"):
+                if self.next().text == "-":
+                    sign = -sign
+            value = _expr(self.parse_power())  # right associative: 2^3^2 = 2^9
         return -value if sign < 0 else value
 
     def parse_postfix(self):
@@ -725,31 +739,29 @@ class _Parser:
 
     def parse_group(self, is_set=False):
         """Items of a bracketed group; in a set, `a \\pm b` gives two elements."""
-        self.enter()
-        saved = self.pm_allowed, self.abs_open
-        self.pm_allowed, self.abs_open = False, 0
-        items = self.parse_items(expand_pm=is_set)
-        self.pm_allowed, self.abs_open = saved
-        self.depth -= 1
+        with self.nested():
+            saved = self.pm_allowed, self.abs_open
+            self.pm_allowed, self.abs_open = False, 0
+            items = self.parse_items(expand_pm=is_set)
+            self.pm_allowed, self.abs_open = saved
         return items
 
     def parse_arg(self):
         """Argument of \\frac, \\sqrt, \\binom: a {group}, or a single character or command (\\frac34)."""
         tok = self.peek()
         if self.accept("{"):
-            self.enter()
-            value = self.parse_additive()
-            self.expect("}")
-            self.depth -= 1
+            with self.nested():
+                value = self.parse_additive()
+                self.expect("}")
             return _expr(value)
-        if tok[0] == "num":
+        if tok.kind == "num":
             self.next()
-            if len(tok[1]) > 1:  # split '34' into '3' and '4'
-                self.toks.insert(self.pos, ("num", tok[1][1:], False))
-            return self.number(tok[1][0])
-        if tok[0] == "letter" or tok[0] == "cmd" or tok[1] == "(":
+            if len(tok.text) > 1:  # split '34' into '3' and '4'
+                self.toks.insert(self.pos, Token("num", tok.text[1:], False))
+            return self.number(tok.text[0])
+        if tok.kind == "letter" or tok.kind == "cmd" or tok.text == "(":
             return _expr(self.parse_primary())
-        raise ParseError(f"bad argument {tok[1]!r}")
+        raise ParseError(f"bad argument {tok.text!r}")
 
     def number(self, text):
         if len(text) > 400:
@@ -772,14 +784,14 @@ class _Parser:
             parts, depth = [], 1
             while True:
                 tok = self.next()
-                depth += {"{": 1, "}": -1}.get(tok[1], 0) if tok[0] == "op" else 0
+                depth += {"{": 1, "}": -1}.get(tok.text, 0) if tok.kind == "op" else 0
                 if depth == 0:
                     return "".join(parts)
-                parts.append(tok[1])
+                parts.append(tok.text)
                 if len(parts) > 50:
                     raise ParseError("subscript too long")
         tok = self.next()
-        return tok[1]
+        return tok.text
 
     def symbol(self, name):
         if self.at("_"):
@@ -791,14 +803,14 @@ class _Parser:
             return sympy.I
         # f(x), I(0), \theta(t): a function value is a name of its own (not f times x)
         t0, t1, t2 = self.peek(), self.peek(1), self.peek(2)
-        if t0[1] == "(" and not t0[2] and t2[1] == ")" and t1[0] in ("num", "letter"):
+        if t0.text == "(" and not t0.spaced and t2.text == ")" and t1.kind in ("num", "letter"):
             self.pos += 3
-            name = f"{name}({t1[1]})"
+            name = f"{name}({t1.text})"
         return Symbol(name)
 
     def parse_primary(self):
         tok = self.next()
-        kind, text = tok[0], tok[1]
+        kind, text = tok.kind, tok.text
         if kind == "num":
             value = self.number(text)
             if self.at("_"):  # 204_5: a numeral in base 5, compared as written
@@ -810,70 +822,66 @@ class _Parser:
         if kind == "op":
             if text in ("(", "["):
                 items = self.parse_group()
-                close = self.next()[1]
+                close = self.next().text
                 if close not in (")", "]"):
                     raise ParseError(f"unclosed {text}")
-                if len(items) == 1 and _is_expr(items[0]) and (text, close) in (("(", ")"), ("[", "]")):
+                if len(items) == 1 and _is_expr(items[0]):
+                    if (text, close) not in (("(", ")"), ("[", "]")):
+                        raise ParseError("one value in mismatched brackets")  # (5] is not an interval
                     return items[0]
-                if len(items) == 1 and ((text, close) == ("(", ")") or items[0][0] == "matrix"):
+                if len(items) == 1 and ((text, close) == ("(", ")") or isinstance(items[0], Matrix)):
                     return items[0]  # (a tuple) is the tuple; \left[\begin{array}..\end{array}\right] the matrix
-                return ("seq", text, close, items)
+                return Bracketed(text, close, items)
             if text == "{":
                 items = self.parse_group(is_set=True)
                 self.expect("}")
-                return items[0] if len(items) == 1 else ("set", items)
+                return items[0] if len(items) == 1 else Set(items)
             if text == "|":
-                self.enter()
-                self.abs_open += 1
-                value = _expr(self.parse_additive())
-                self.expect("|")
-                self.abs_open -= 1
-                self.depth -= 1
+                with self.nested():
+                    self.abs_open += 1
+                    value = _expr(self.parse_additive())
+                    self.expect("|")
+                    self.abs_open -= 1
                 return sympy.Abs(value)
             raise ParseError(f"unexpected {text!r}")
         # commands
         if text == "\\frac":
-            self.enter()
-            num = self.parse_arg()
-            den = self.parse_arg()
-            self.depth -= 1
+            with self.nested():
+                num, den = self.parse_arg(), self.parse_arg()
             return _divide(num, den)
         if text == "\\sqrt":
-            self.enter()
-            index = Integer(2)
-            if self.accept("["):
-                index = _expr(self.parse_additive())
-                self.expect("]")
-            value = self.parse_arg()
-            self.depth -= 1
+            with self.nested():
+                index = Integer(2)
+                if self.accept("["):
+                    index = _expr(self.parse_additive())
+                    self.expect("]")
+                value = self.parse_arg()
             return _power(self, value, 1 / index)
         if text == "\\binom":
-            self.enter()
-            n, k = self.parse_arg(), self.parse_arg()
-            self.depth -= 1
+            with self.nested():
+                n, k = self.parse_arg(), self.parse_arg()
             return _binomial(self, n, k)
         if text == "\\pi":
             return sympy.pi
         if text == "\\infty":
             return sympy.oo
         if text in ("\\emptyset", "\\varnothing"):
-            return ("set", [])
+            return Set([])
         if text[1:] in _GREEK:
             return self.symbol(text[1:])
         if text in _ACCENTS:  # \dot{x}, \overline{CD}: names of their own
             return self.symbol(f"{text[1:]} {self.subscript()}")
         if text in ("\\lfloor", "\\lceil"):
-            self.enter()
-            value = _expr(self.parse_additive())
-            self.expect("\\rfloor" if text == "\\lfloor" else "\\rceil")
-            self.depth -= 1
+            with self.nested():
+                value = _expr(self.parse_additive())
+                self.expect("\\rfloor" if text == "\\lfloor" else "\\rceil")
             return (sympy.floor if text == "\\lfloor" else sympy.ceiling)(value, evaluate=False)
         if text in _FUNC_OF:
             return self.function(text)
         if text == "\\{":
             items = self.parse_group(is_set=True)
             self.expect("\\}")
-            return ("set", items)
+            return Set(items)
         if text.startswith("\\begin{"):
             return self.matrix(text[len("\\begin{"):-1])
         if text in ("\\text", "\\mathrm", "\\mbox", "\\textbf", "\\mathbf", "\\operatorname"):
@@ -882,46 +890,44 @@ class _Parser:
 
     def function(self, name):
         """\\sin x, \\sin(x), \\sin^2 x, \\sin^{-1} x, \\log_2 8, \\log _{10} 250, \\exp{a t}."""
-        self.enter()
-        func, power, base = _FUNC_OF[name], None, None
-        if name == "\\log" and self.accept("_"):
-            base = self.parse_arg()
-        if self.accept("^"):
-            power = _expr(self.parse_exponent())
-            if power == -1 and name in _INVERSE_OF:
-                func, power = _INVERSE_OF[name], None
-        if self.at("(") or self.at("{"):
-            arg = _expr(self.parse_primary())
-        else:  # \sin 2x: a run of factors up to the next operator or function
-            arg = _expr(self.parse_unary())
-            while self._starts_primary(self.peek()) and self.peek()[1] not in _FUNC_OF:
-                arg = arg * _expr(self.parse_power())
-        value = func(arg) if base is None else sympy.log(arg) / sympy.log(base)
-        self.depth -= 1
+        with self.nested():
+            func, power, base = _FUNC_OF[name], None, None
+            if name == "\\log" and self.accept("_"):
+                base = self.parse_arg()
+            if self.accept("^"):
+                power = _expr(self.parse_exponent())
+                if power == -1 and name in _INVERSE_OF:
+                    func, power = _INVERSE_OF[name], None
+            if self.at("(") or self.at("{"):
+                arg = _expr(self.parse_primary())
+            else:  # \sin 2x: a run of factors up to the next operator or function
+                arg = _expr(self.parse_unary())
+                while self._starts_primary(self.peek()) and self.peek().text not in _FUNC_OF:
+                    arg = arg * _expr(self.parse_power())
+            value = func(arg) if base is None else sympy.log(arg) / sympy.log(base)
         return _power(self, value, power) if power is not None else value
 
     def matrix(self, env):
-        self.enter()
-        if env not in _MATRIX_ENVS:
-            raise ParseError(f"environment {env}")
-        if env == "array" and self.at("{"):  # column spec {cc}
-            while not self.accept("}"):
-                self.next()
-        rows, row = [], []
-        while True:
-            row.append(_expr(self.parse_additive()))
-            if self.accept("&"):
-                continue
-            rows.append(row)
-            row = []
-            if self.accept("\\\\") and not self.peek()[1].startswith("\\end{"):
-                continue
-            break
-        self.expect(f"\\end{{{env}}}")
-        self.depth -= 1
+        with self.nested():
+            if env not in _MATRIX_ENVS:
+                raise ParseError(f"environment {env}")
+            if env == "array" and self.at("{"):  # column spec {cc}
+                while not self.accept("}"):
+                    self.next()
+            rows, row = [], []
+            while True:
+                row.append(_expr(self.parse_additive()))
+                if self.accept("&"):
+                    continue
+                rows.append(row)
+                row = []
+                if self.accept("\\\\") and not self.peek().text.startswith("\\end{"):
+                    continue
+                break
+            self.expect(f"\\end{{{env}}}")
         if len({len(r) for r in rows}) != 1 or sum(map(len, rows)) > MAX_ITEMS:
             raise ParseError("ragged or large matrix")
-        return ("matrix", rows)
+        return Matrix(rows)
 
 
 def _inequality(lhs, op, rhs):
@@ -930,16 +936,16 @@ def _inequality(lhs, op, rhs):
         lhs, rhs, op = rhs, lhs, op.replace(">", "<")
     closed = op == "<="
     if isinstance(rhs, Symbol) and rhs not in lhs.free_symbols:  # lhs < x
-        return ("seq", "[" if closed else "(", ")", [lhs, sympy.oo])
+        return Bracketed("[" if closed else "(", ")", [lhs, sympy.oo])
     if isinstance(lhs, Symbol) and lhs not in rhs.free_symbols:  # x < rhs
-        return ("seq", "(", "]" if closed else ")", [-sympy.oo, rhs])
+        return Bracketed("(", "]" if closed else ")", [-sympy.oo, rhs])
     lin = _linear(lhs - rhs)
     if lin:  # a x + b < 0: x < -b/a when a > 0, x > -b/a when a < 0
         x, a, b = lin
         if a > 0:
-            return ("seq", "(", "]" if closed else ")", [-sympy.oo, -b / a])
-        return ("seq", "[" if closed else "(", ")", [-b / a, sympy.oo])
-    return ("rel", op, lhs - rhs)
+            return Bracketed("(", "]" if closed else ")", [-sympy.oo, -b / a])
+        return Bracketed("[" if closed else "(", ")", [-b / a, sympy.oo])
+    return Relation(op, lhs - rhs)
 
 
 def _linear(d):
@@ -958,10 +964,10 @@ def _equation(parts, named):
     """A chain p0 = p1 = ... : `x = 2 + 3 = 5` is x = 5 (the last right-hand side), `2 + 3 = 5` (a computation,
     no variable in it) is 5, `2x + 4y = 3` and `0 = x^2 - 4` stay equations."""
     if named:
-        return ("eq", parts[0], parts[-1], True)
+        return Equation(parts[0], parts[-1], True)
     if len(parts) > 2 or not (_expr(parts[0]).free_symbols or _expr(parts[1]).free_symbols):
         return parts[-1]
-    return ("eq", parts[0], _expr(parts[1]), False)
+    return Equation(parts[0], _expr(parts[1]), False)
 
 
 def _primed(value):
@@ -1028,31 +1034,16 @@ def _binomial(p, n, k):
     return sympy.binomial(n, k)
 
 
-def _sympy_bad(v):
+def _exprs(v):
+    """The sympy expressions in a value, at any depth."""
     if _is_expr(v):
-        return v.has(sympy.nan, sympy.zoo)
-    return any(_sympy_bad(x) for x in _children(v))
-
-
-def _children(v):
-    if v[0] == "seq":
-        return v[3]
-    if v[0] in ("set", "union"):
-        return v[1]
-    if v[0] == "matrix":
-        return [x for row in v[1] for x in row]
-    if v[0] in ("eq", "approx"):
-        return [v[1], v[2]]
-    if v[0] == "rel":
-        return [v[2]]
-    if v[0] == "ratio":
-        return v[1]
-    return []
+        return [v]
+    return [e for x in v for e in _exprs(x)] if isinstance(v, (tuple, list)) else []
 
 
 @lru_cache(maxsize=8192)
 def _parse_normalized(s):
-    """(value, has_decimal) for a normalised answer string, or None when it does not parse."""
+    """Parsed(value, has_decimal) for a normalised answer string, or None when it does not parse."""
     if not s or len(s) > MAX_ANSWER_CHARS:
         return None
     if _bracket_depth(s) > MAX_DEPTH:
@@ -1060,9 +1051,11 @@ def _parse_normalized(s):
     try:
         p = _Parser(tokenize(s))
         value = p.parse_answer()
-        if _sympy_bad(value) or len(_free_symbols(value)) > MAX_SYMBOLS:
+        exprs = _exprs(value)
+        symbols = set().union(*(e.free_symbols for e in exprs))
+        if any(e.has(sympy.nan, sympy.zoo) for e in exprs) or len(symbols) > MAX_SYMBOLS:
             return None
-        return value, p.has_decimal
+        return Parsed(value, p.has_decimal)
     except Exception:  # ParseError, and anything sympy raises on an odd input; _Timeout propagates
         return None
 
@@ -1078,36 +1071,23 @@ def _bracket_depth(s):
     return best
 
 
-def _free_symbols(v):
-    if _is_expr(v):
-        return v.free_symbols
-    out = set()
-    for x in _children(v):
-        out |= _free_symbols(x)
-    return out
-
-
 # ----------------------------------------------------------------------------------------------------------------
-# numeric evaluation: one evaluator, two number systems. _Double (Python complex, cmath) is the fast first pass;
-# mpmath at 40 digits (a private context per thread: mpmath's global one is shared state) decides whenever the fast
-# pass fails or finds a difference, so that cancellation in double precision cannot mark a right answer wrong.
+# comparison, 1: numeric evaluation. One evaluator, two number systems. _DOUBLE (Python complex, cmath) is
+# the fast first pass; mpmath at 40 digits (a private context per thread: mpmath's global one is shared
+# state) decides whenever the fast pass fails or finds a difference, so that cancellation in double
+# precision cannot mark a right answer wrong.
 
 class _Invalid(Exception):
     pass
 
 
-_local = threading.local()
-
-
 def _ctx(dps=40):
-    cache = getattr(_local, "ctxs", None)
-    if cache is None:
-        cache = _local.ctxs = {}
-    if dps not in cache:
-        ctx = mpmath.mp.__class__()
-        ctx.dps = dps
-        cache[dps] = ctx
-    return cache[dps]
+    """This thread's own mpmath context at dps digits."""
+    ctxs = _local.__dict__.setdefault("ctxs", {})
+    if dps not in ctxs:
+        ctxs[dps] = mpmath.mp.__class__()
+        ctxs[dps].dps = dps
+    return ctxs[dps]
 
 
 def _real_only(f):
@@ -1118,39 +1098,14 @@ def _real_only(f):
     return g
 
 
-class _Double:
-    """The slice of mpmath's context interface that _num uses, on Python complex numbers."""
-    pi, e = complex(math.pi), complex(math.e)
-    mpf = mpc = staticmethod(complex)
-    sin, cos, tan, asin, acos, atan = cmath.sin, cmath.cos, cmath.tan, cmath.asin, cmath.acos, cmath.atan
-    sinh, cosh, tanh, log, exp, log10 = cmath.sinh, cmath.cosh, cmath.tanh, cmath.log, cmath.exp, cmath.log10
-    isfinite, fabs = staticmethod(cmath.isfinite), staticmethod(abs)
-    floor, ceil, gamma = _real_only(math.floor), _real_only(math.ceil), _real_only(math.gamma)
-
-    @staticmethod
-    def cot(x): return 1 / cmath.tan(x)
-
-    @staticmethod
-    def sec(x): return 1 / cmath.cos(x)
-
-    @staticmethod
-    def csc(x): return 1 / cmath.sin(x)
-
-    @staticmethod
-    def acot(x): return cmath.atan(1 / x)
-
-    @staticmethod
-    def power(b, x): return b ** x
-
-    @staticmethod
-    def re(x): return x.real
-
-    @staticmethod
-    def im(x): return x.imag
-
-    @staticmethod
-    def binomial(n, k): return _Double.gamma(n + 1) / (_Double.gamma(k + 1) * _Double.gamma(n - k + 1))
-
+_DOUBLE = SimpleNamespace(  # the slice of mpmath's context interface that _num uses, on Python complex numbers
+    pi=complex(math.pi), e=complex(math.e), mpf=complex, mpc=complex, isfinite=cmath.isfinite, fabs=abs,
+    sin=cmath.sin, cos=cmath.cos, tan=cmath.tan, asin=cmath.asin, acos=cmath.acos, atan=cmath.atan,
+    sinh=cmath.sinh, cosh=cmath.cosh, tanh=cmath.tanh, log=cmath.log, exp=cmath.exp, log10=cmath.log10,
+    cot=lambda x: 1 / cmath.tan(x), sec=lambda x: 1 / cmath.cos(x), csc=lambda x: 1 / cmath.sin(x),
+    acot=lambda x: cmath.atan(1 / x), power=lambda b, x: b ** x, re=lambda x: x.real, im=lambda x: x.imag,
+    floor=_real_only(math.floor), ceil=_real_only(math.ceil), gamma=_real_only(math.gamma),
+    binomial=lambda n, k: _DOUBLE.gamma(n + 1) / (_DOUBLE.gamma(k + 1) * _DOUBLE.gamma(n - k + 1)))
 
 _UNARY = {sympy.sin: "sin", sympy.cos: "cos", sympy.tan: "tan", sympy.cot: "cot", sympy.sec: "sec",
           sympy.csc: "csc", sympy.asin: "asin", sympy.acos: "acos", sympy.atan: "atan", sympy.acot: "acot",
@@ -1248,7 +1203,7 @@ def _close(x, y, tol):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# comparison
+# comparison, 2: is the predicted value equal to the gold value
 
 def _expr_equal(g, p, tol):
     """Equal values: exactly (sympy), else numerically, at N_POINTS sample points when there are variables."""
@@ -1269,7 +1224,7 @@ def _expr_equal(g, p, tol):
     valid = 0
     for k in range(N_POINTS if symbols else 1):
         if symbols:  # fast pass in double precision: agreement to 1e-9 (or tol) counts
-            x, y = _value(g, k, names, _Double), _value(p, k, names, _Double)
+            x, y = _value(g, k, names, _DOUBLE), _value(p, k, names, _DOUBLE)
             if x is not None and y is not None and _close(x, y, max(tol, 1e-9)):
                 valid += 1
                 continue
@@ -1294,48 +1249,49 @@ def _equal(g, p, gdec, pdec):
         else:  # exact against exact, and any answer against an integer gold answer (26.9999 is not 27)
             tol = REL_TOL_EXACT
         return _expr_equal(g, p, tol)
-    gk, pk = (None if _is_expr(g) else g[0]), (None if _is_expr(p) else p[0])
-    if pk == "approx":  # 1/3 \approx 0.333: the exact value; the rounded one too when the gold is a decimal
-        return _equal(g, p[1], gdec, pdec) or gdec and _equal(g, p[2], gdec, pdec)
-    if gk == "approx":
-        return _equal(g[1], p, gdec, pdec)
-    if gk == "eq" and pk == "eq":
-        if all(_is_expr(v) for v in (g[1], g[2], p[1], p[2])):  # the same equation up to a factor, not x = 5 vs y = 5
-            return _proportional(g[1] - g[2], p[1] - p[2], gdec, pdec, positive=False)
-        return _equal(g[1], p[1], gdec, pdec) and _equal(g[2], p[2], gdec, pdec)  # (p, q) = (3, 2)
-    if gk == "eq" and g[3]:
-        return _equal(g[2], p, gdec, pdec)
-    if pk == "eq" and p[3]:
-        return _equal(g, p[2], gdec, pdec)
-    if gk == "ratio" or pk == "ratio":
+    if isinstance(p, Approx):  # 1/3 \approx 0.333: the exact value; the rounded one too when the gold is a decimal
+        return _equal(g, p.exact, gdec, pdec) or gdec and _equal(g, p.rounded, gdec, pdec)
+    if isinstance(g, Approx):
+        return _equal(g.exact, p, gdec, pdec)
+    if isinstance(g, Equation) and isinstance(p, Equation):
+        if all(_is_expr(v) for v in (g.lhs, g.rhs, p.lhs, p.rhs)):  # up to a factor; x = 5 is not y = 5
+            return _proportional(g.lhs - g.rhs, p.lhs - p.rhs, gdec, pdec, positive=False)
+        return _equal(g.lhs, p.lhs, gdec, pdec) and _equal(g.rhs, p.rhs, gdec, pdec)  # (p, q) = (3, 2)
+    if isinstance(g, Equation) and g.named:
+        return _equal(g.rhs, p, gdec, pdec)
+    if isinstance(p, Equation) and p.named:
+        return _equal(g, p.rhs, gdec, pdec)
+    if isinstance(g, Ratio) or isinstance(p, Ratio):
         return _ratio_equal(g, p, gdec, pdec)
-    if gk == "set" and len(g[1]) == 1 and pk != "set":
-        return _equal(g[1][0], p, gdec, pdec)
-    if pk == "set" and p[1] and gk != "set":  # {a}, and a list of one value written twice (15\\frac{39}{40}, 639/40)
-        return all(_equal(g, x, gdec, pdec) for x in p[1])
-    if gk == "matrix" and pk == "seq" or gk == "seq" and pk == "matrix":  # a column vector is a tuple
-        m, s = (g, p) if gk == "matrix" else (p, g)
-        flat = [x for row in m[1] for x in row]
-        if (len(m[1]) == 1 or len(m[1][0]) == 1) and s[1:3] == ("(", ")") and len(flat) == len(s[3]):
-            pairs = zip(flat, s[3]) if gk == "matrix" else zip(s[3], flat)
+    if isinstance(g, Set) and len(g.items) == 1 and not isinstance(p, Set):
+        return _equal(g.items[0], p, gdec, pdec)
+    if isinstance(p, Set) and p.items and not isinstance(g, Set):  # {a}, and one value written twice (639/40, ...)
+        return all(_equal(g, x, gdec, pdec) for x in p.items)
+    if isinstance(g, Matrix) and isinstance(p, Bracketed) or isinstance(g, Bracketed) and isinstance(p, Matrix):
+        m, s = (g, p) if isinstance(g, Matrix) else (p, g)  # a column (or row) vector is a tuple
+        flat = [x for row in m.rows for x in row]
+        if (len(m.rows) == 1 or len(m.rows[0]) == 1) and (s.open, s.close) == ("(", ")") and len(flat) == len(s.items):
+            pairs = zip(flat, s.items) if isinstance(g, Matrix) else zip(s.items, flat)
             return all(_equal(a, b, gdec, pdec) for a, b in pairs)
         return False
-    if gk != pk:
+    if type(g) is not type(p):
         return False
-    if gk == "seq":
-        if len(g[3]) != len(p[3]):
+    if isinstance(g, Bracketed):
+        if len(g.items) != len(p.items):
             return False
-        if g[1] != p[1] and not _is_infinite(g[3][0]) or g[2] != p[2] and not _is_infinite(g[3][-1]):
+        if g.open != p.open and not _is_infinite(g.items[0]) or g.close != p.close and not _is_infinite(g.items[-1]):
             return False
-        return all(_equal(a, b, gdec, pdec) for a, b in zip(g[3], p[3]))
-    if gk in ("set", "union"):
-        return _match_all(g[1], p[1], gdec, pdec)
-    if gk == "matrix":
-        if [len(r) for r in g[1]] != [len(r) for r in p[1]]:
+        return all(_equal(a, b, gdec, pdec) for a, b in zip(g.items, p.items))
+    if isinstance(g, Set):
+        return _match_all(g.items, p.items, gdec, pdec)
+    if isinstance(g, Union):
+        return _match_all(g.parts, p.parts, gdec, pdec)
+    if isinstance(g, Matrix):
+        if [len(r) for r in g.rows] != [len(r) for r in p.rows]:
             return False
-        return all(_equal(a, b, gdec, pdec) for ra, rb in zip(g[1], p[1]) for a, b in zip(ra, rb))
-    if gk == "rel":  # the same inequality up to a positive factor (x + y < 1 is 2x + 2y < 2)
-        return g[1] == p[1] and _proportional(g[2], p[2], gdec, pdec, positive=g[1] != "!=")
+        return all(_equal(a, b, gdec, pdec) for ra, rb in zip(g.rows, p.rows) for a, b in zip(ra, rb))
+    if isinstance(g, Relation):  # the same inequality up to a positive factor (x + y < 1 is 2x + 2y < 2)
+        return g.op == p.op and _proportional(g.diff, p.diff, gdec, pdec, positive=g.op != "!=")
     return False
 
 
@@ -1362,7 +1318,7 @@ def _proportional(a, b, gdec, pdec, positive):
 def _ratio_equal(g, p, gdec, pdec):
     """a:b is the number a/b; ratios are equal when proportional (2:4:6 is 1:2:3), part by part when one has a
     zero part (a time such as 5:00 is not 6:00)."""
-    gs, ps = (v[1] if not _is_expr(v) and v[0] == "ratio" else None for v in (g, p))
+    gs, ps = (v.parts if isinstance(v, Ratio) else None for v in (g, p))
     if gs is None or ps is None:  # a ratio and a number
         r, v = (gs, p) if gs is not None else (ps, g)
         if len(r) != 2 or not _is_expr(v) or r[1].is_zero is not False:
@@ -1424,15 +1380,18 @@ def _text_key(s):
     return m.group(1) if m else s
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# the entry points: verify, is_parseable, and the gold answers of the datasets
+
 def _candidates(answer):
-    """(normalised string, list of (value, has_decimal)) for an answer string."""
+    """(normalised string, [Parsed]) for an answer string; a percentage has two values (62.5% and 0.625)."""
     s, percent = normalize(answer)
     parsed = _parse_normalized(s)
     if parsed is None:
         return s, []
     out = [parsed]
-    if percent and _is_expr(parsed[0]):  # 62.5% also matches 0.625
-        out.append((parsed[0] / 100, parsed[1]))
+    if percent and _is_expr(parsed.value):  # 62.5% also matches 0.625
+        out.append(Parsed(parsed.value / 100, parsed.has_decimal))
     return s, out
 
 
@@ -1518,3 +1477,37 @@ def is_parseable(answer):
         return False
     finally:
         _local.deadline = None
+
+
+DATASETS = ("math", "math500", "gsm8k", "aime24", "amc23", "olympiadbench", "minerva")
+
+
+def _field(row, key, dataset):
+    if not isinstance(row, dict) or key not in row:
+        raise ValueError(f"gold_answer: a {dataset!r} row needs the field {key!r}; got "
+                         f"{sorted(row) if isinstance(row, dict) else type(row).__name__}")
+    return row[key]
+
+
+def gold_answer(row, dataset):
+    """The gold answer string of a dataset row; None when it is empty or not parseable (callers skip and count)."""
+    if dataset in ("math", "math500"):  # 'answer' is the last \boxed{} of 'solution'
+        ans = row.get("answer") if isinstance(row, dict) and row.get("answer") else \
+            last_boxed(_field(row, "solution", dataset))
+    elif dataset == "gsm8k":  # worked solution ending in '#### 1,234'
+        text = _field(row, "answer", dataset)
+        ans = text.rsplit("####", 1)[1].replace(",", "") if "####" in text else None
+    elif dataset == "aime24":  # strings, some with leading zeros ('025')
+        ans = str(_field(row, "answer", dataset))
+    elif dataset == "amc23":  # floats such as 27.0
+        x = _field(row, "answer", dataset)
+        ans = str(int(x)) if isinstance(x, (int, float)) and float(x).is_integer() else str(x)
+    elif dataset == "olympiadbench":  # a list of strings, possibly $-wrapped
+        fa = _field(row, "final_answer", dataset)
+        ans = ", ".join(str(a) for a in fa) if isinstance(fa, list) else str(fa)
+    elif dataset == "minerva":  # the last \boxed{} of the solution
+        ans = last_boxed(_field(row, "solution", dataset))
+    else:
+        raise ValueError(f"gold_answer: unknown dataset {dataset!r}; expected one of {DATASETS}")
+    ans = ans.strip() if isinstance(ans, str) else None
+    return ans if ans and is_parseable(ans) else None

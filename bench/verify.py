@@ -115,10 +115,11 @@ def approximations(gold, digits):
     digits (10 should be accepted, 3 should not)."""
     s, _ = V.normalize(gold)
     parsed = V._parse_normalized(s)
-    if parsed is None or parsed[1] or not V._is_expr(parsed[0]) or parsed[0].free_symbols or parsed[0].is_Integer:
+    x = parsed.value if parsed is not None and not parsed.has_decimal else None
+    if not V._is_expr(x) or x.free_symbols or x.is_Integer:
         return []
-    value = complex(sympy.N(parsed[0], 30))
-    if value.imag != 0 or value.real == 0 or (parsed[0].is_Rational and set(_factors(parsed[0].q)) <= {2, 5}):
+    value = complex(sympy.N(x, 30))
+    if value.imag != 0 or value.real == 0 or (x.is_Rational and set(_factors(x.q)) <= {2, 5}):
         return []  # complex, underflowing, or a terminating decimal (its rounding would be exact or wrong)
     mant, _, exp = f"{value.real:.{digits}g}".partition("e")
     return [mant if not exp else f"{mant} \\times 10^{{{int(exp)}}}"]
