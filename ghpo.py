@@ -299,6 +299,12 @@ class Policy:
     ref: Qwen2 | None = None            # the frozen reference model of the KL term (kl_coef > 0)
 
 
+def learning_rate(step):
+    """The cosine schedule: linear warm-up over warmup_frac of the steps, then cosine decay from lr to 0."""
+    warmup = max(1, round(warmup_frac * rl_steps))
+    return lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / rl_steps)))
+
+
 def make_policy(model, ref=None):
     """AdamW over the model's float32 weights. Parameters below float32 (a bfloat16 run without FSDP2) get float32
     master copies, which AdamW updates and policy_update copies back rounded: a bfloat16 weight alone would round an
@@ -585,14 +591,11 @@ def main(argv, sample=sample_groups):
     columns = [c for c in table_columns(eval_sets) if c in summary["eval_before"]]
     print_table("eval before RL (no hints)", {"base": summary["eval_before"]}, columns)
     if rank == 0 and task == "arith":  # a demo base with a made.json: is it the recorded model, taught these prompts?
-        check_record(init_from, summary["eval_before"], {k: cfg[k] for k in ("easy_levels", "eval_per_level",
-                     "hint_ratios", "hint_in_answer", "hint_template")})
+        check_record(init_from, summary["eval_before"], cfg)
 
     order = problem_order(train)
     generator = torch.Generator(device=dev).manual_seed(seed + 100003 * rank)  # one sampling stream per rank
     policy = make_policy(model, ref_model)
-    warmup = max(1, round(warmup_frac * rl_steps))
-    schedule = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / rl_steps)))
     if state and fsdp:  # its float32 weights and AdamW moments, each rank reading its own shards
         checkpoint.load_sharded(ckpt, model, policy.optimizer)
     start, skipped_updates = checkpoint.restore(state, policy.optimizer, policy.master, generator, rank) if state \
@@ -611,7 +614,7 @@ def main(argv, sample=sample_groups):
     for step in range(start, rl_steps):
         t0 = time.time()
         for group in policy.optimizer.param_groups:
-            group["lr"] = lr * schedule(step)
+            group["lr"] = learning_rate(step)
         batch = [order[(step * prompts_per_step + i) % len(order)] for i in range(prompts_per_step)]
         problems = batch[rank * per_rank:(rank + 1) * per_rank]  # this rank's slice: whole groups on one rank
         outcome = train_step(policy, tok, problems, step, stop_ids, generator, dev, sample)

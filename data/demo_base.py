@@ -64,12 +64,14 @@ easy_levels = (1, 2, 3)       # the levels the base learns solved correctly
 eval_per_level = 100          # held-out problems per level, never trained on (the RL run's evaluation problems)
 hint_ratios = (0.25, 0.5, 0.75)  # the hints of base_hint_frac's examples: one of these ratios each
 hint_in_answer = True         # the hint opens the answer (False: after hint_template in the user message)
-hint_template = prompts.HINT_TEMPLATE  # the words before a hint in the user message (released code's): in the vocabulary
+hint_template = prompts.HINT_TEMPLATE  # the words before a hint in the user message (the released code's), also
+                              # put in the base's vocabulary
 # where it goes
 out_dir = ""                  # the base's folder ("": base_cache/<key of the settings and data>, reused when there)
 base_cache = "out/base"       # where bases are kept by key
 threads = 0                   # torch CPU threads (0: torch's default); the base's float sums depend on it
-config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str, tuple))]
+config_keys = [k for k, v in globals().items() if k.islower() and not k.startswith("_")
+               and isinstance(v, (int, float, bool, str, tuple))]
 # -----------------------------------------------------------------------------
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -229,9 +231,9 @@ def make_base(argv):
 
 
 def check_record(folder, evaluation, run_settings, tol=0.03):
-    """For a base with a made.json (ghpo.py calls this before RL): print its recorded accuracy beside this run's,
-    whether these are the recorded weights, and the shared settings in which the run differs from the base.
-    Returns the largest accuracy difference (None for a folder without a record)."""
+    """For a base with a made.json (ghpo.py calls this before RL with its evaluation and settings): print the
+    recorded accuracy beside this run's, whether these are the recorded weights, and the SHARED settings in which the
+    run differs from the base. Returns the largest accuracy difference (None for a folder without a record)."""
     path = os.path.join(folder, RECORD)
     if not os.path.isfile(path):
         return None
@@ -250,8 +252,8 @@ def check_record(folder, evaluation, run_settings, tol=0.03):
     print(f"base {folder}, made on {where}: recorded {' '.join(f'{k} {recorded[k]:.3f}' for k in splits)}; here "
           f"{' '.join(f'{k} {evaluation[k]:.3f}' for k in splits)}: {verdict}")
     base_settings = made.get("settings", {})
-    differ = [f"{k}={run_settings[k]!r} (base: {base_settings[k]!r})" for k in run_settings
-              if k in base_settings and json.loads(json.dumps(run_settings[k])) != base_settings[k]]
+    differ = [f"{k}={run_settings[k]!r} (base: {base_settings[k]!r})" for k in SHARED if k in base_settings
+              and k in run_settings and json.loads(json.dumps(run_settings[k])) != base_settings[k]]
     if differ:
         print(f"base {folder} learned other prompts than this run shows: {', '.join(differ)}")
     return worst
