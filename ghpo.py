@@ -159,7 +159,7 @@ def prompt_ids(tok, problem, ratio=0.0):
 
 
 def format_ok(text):
-    """The format reward's test, as the released code computes it (docs/method.md, "Reward")."""
+    """The format reward's test, as the released code computes it (docs/method.md, "One training step", 2)."""
     return re.match(format_pattern, text, re.DOTALL | re.MULTILINE) is not None
 
 
@@ -318,7 +318,7 @@ def make_policy(model, ref=None):
 def policy_update(policy, rows, advantages, dev):
     """ppo_epochs passes of the clipped objective over the rows, one optimiser step per pass. Returns the pre-clip
     gradient norm, per micro-batch loss statistics and whether the model was updated (False: a non-finite loss or
-    gradient, the update skipped). Per token (docs/method.md, "Objective"; paper Eq. 1 for the sequence mean):
+    gradient, the update skipped). Per token (docs/method.md, "The objective"; paper Eq. 1 for the sequence mean):
     l = -min(p A, clip(p, 1-eps_low, 1+eps_high) A) + beta KL_k3,  p = exp(logp - logp_old)."""
     model, optimizer, master = policy.model, policy.optimizer, policy.master
     if fsdp:

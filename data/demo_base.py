@@ -11,12 +11,12 @@ The repository ships one such base, data/small_base/ (ghpo.py's default init_fro
 on an AVX-512 Xeon. A base made on another machine has other weights: another CPU, BLAS or thread count sums SFT's
 floats in another order, and what a 0.8M-parameter model picks up in 800 steps depends on it (docs/demo.md).
 
-What the base reads (docs/demo.md, "Design"): levels 1-3 solved, base_hint_frac of them after a hint of one of RL's
-ratios, so that it knows the hint format; and, in base_slip_frac of its examples, a level 7-9 problem solved by a
-careless student whose every step slips (one too high) with probability base_slip_rate, so that it gets a hard step
-right about 1 - base_slip_rate of the time, whatever its float sums. The prompts are made by prompts.py from the
-settings it shares with ghpo.py (easy_levels, eval_per_level, hint_*): they must be the RL run's, and ghpo.py says so
-when they are not.
+What the base reads (docs/demo.md, "Design: a base that half-knows the hard levels"): levels 1-3 solved,
+base_hint_frac of them after a hint of one of RL's ratios, so that it knows the hint format; and, in base_slip_frac
+of its examples, a level 7-9 problem solved by a careless student whose every step slips (one too high) with
+probability base_slip_rate, so that it gets a hard step right about 1 - base_slip_rate of the time, whatever its
+float sums. The prompts are made by prompts.py from the settings it shares with ghpo.py (easy_levels,
+eval_per_level, hint_*): they must be the RL run's, and ghpo.py says so when they are not.
 
 A base is trained into out_dir, or by default into base_cache/<key>, the key a hash of the settings and of the data
 that decide the base (its tokenizer and first SFT batch), where a later run with the same recipe finds it. Beside the
