@@ -510,15 +510,17 @@ def load_task():
     return math_task(train_file, train_levels, benchmarks, bench_limit, eval_only, gpqa_file)  # data/datasets.py
 
 
-def load_model(folder, dev, dtype_=None):
-    """A Hugging Face folder's model (model.py); a missing or unreadable file is one line naming it."""
+def load_model(folder, dev, as_dtype=None):
+    """A Hugging Face folder's model (model.py) in as_dtype (default: dtype, or float32 shards under FSDP2); a missing
+    or unreadable file is one line naming it."""
     try:
-        return Qwen2.from_pretrained(folder, dtype=dtype_ or (torch.float32 if fsdp else DTYPES[dtype]), device=dev)
+        return Qwen2.from_pretrained(folder, dtype=as_dtype or (torch.float32 if fsdp else DTYPES[dtype]), device=dev)
     except (OSError, ValueError) as e:
         raise UsageError(str(e)) from e
 
 
-def load_tokenizer_of(folder):
+def open_tokenizer(folder):
+    """A folder's tokenizer.json (model.py); a missing or unreadable file is one line naming it."""
     try:
         return load_tokenizer(folder)
     except (OSError, ValueError) as e:
@@ -575,7 +577,7 @@ def main(argv, sample=sample_groups):
     dev = torch.device(device, torch.cuda.current_device()) if device == "cuda" else torch.device(device)
     train, eval_sets = load_task()
     model, ckpt, state = load_start(cfg, world, dev)
-    tok = load_tokenizer_of(init_from)
+    tok = open_tokenizer(init_from)
     stop_ids = stop_token_ids(tok)
     ref_model = load_model(init_from, dev, DTYPES[dtype]).eval() if kl_coef > 0 else None
     if fsdp:  # FSDP2 (distributed.py): float32 shards, the master weights; each unit computes in dtype

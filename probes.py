@@ -101,7 +101,7 @@ def main(argv):
     ghpo.check_setup(world=1)
     _, eval_sets = ghpo.load_task()
     model = ghpo.load_model(ghpo.init_from, torch.device(ghpo.device)).eval()
-    tok = ghpo.load_tokenizer_of(ghpo.init_from)
+    tok = ghpo.open_tokenizer(ghpo.init_from)
     out = run_probes(model, tok, eval_sets, stop_token_ids(tok))
     os.makedirs(ghpo.out_dir, exist_ok=True)
     write_json(os.path.join(ghpo.out_dir, "probes.json"), out | {"model": ghpo.init_from})

@@ -329,6 +329,9 @@ def test_config_overrides_are_type_checked(tmp_path):
                           "--hint_ratios=(0.5,0.75)", "--chat_template=true"])
     assert (cfg["method"], cfg["seed"], cfg["out_dir"], cfg["lr"]) == ("grpo", 3, "out/x", 1e-4)
     assert cfg["hint_ratios"] == (0.5, 0.75) and cfg["chat_template"] is True
+    cfg = ghpo.configure(["--benchmarks=aime24,math500", "--hard_levels=7", "--train_levels=1,2"])
+    assert (cfg["benchmarks"], cfg["hard_levels"], cfg["train_levels"]) == (("aime24", "math500"), (7,), (1, 2))
+    assert ghpo.configure(["--benchmarks=('gsm8k',)"])["benchmarks"] == ("gsm8k",)
     with pytest.raises(ValueError, match=r"--seed: seed must be int"):
         ghpo.configure(["--seed=abc"])
     with pytest.raises(ValueError, match=r"unknown config key 'learning_rate'.*did you mean"):
