@@ -302,7 +302,7 @@ class Policy:
 def learning_rate(step):
     """The cosine schedule: linear warm-up over warmup_frac of the steps, then cosine decay from lr to 0."""
     warmup = max(1, round(warmup_frac * rl_steps))
-    return lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / rl_steps)))
+    return lr * (min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / rl_steps))))
 
 
 def make_policy(model, ref=None):
