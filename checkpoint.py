@@ -1,8 +1,9 @@
 """
 Checkpoints of a ghpo.py run: out_dir/ckpt-NNNNNN after NNNNNN RL steps, filled in a temporary folder and renamed
 into place, so a kill at any moment leaves the previous checkpoint or the new one, never a partial one. A killed run
-started again with --resume=True continues from the latest one: weights, AdamW moments, every RNG stream and the
-step (which fixes the data position and the learning rate), with metrics.jsonl cut back to that step.
+started again with --resume=True continues from the newest one whose files can be read: weights, AdamW moments, every
+RNG stream and the step (which fixes the data position and the learning rate), with metrics.jsonl cut back to that
+step.
 """
 import contextlib
 import json
@@ -17,17 +18,23 @@ from configurator import UsageError
 from distributed import all_gather, rank_world
 
 
-def latest(out_dir):
-    names = sorted(n for n in os.listdir(out_dir) if n.startswith("ckpt-")) if os.path.isdir(out_dir) else []
-    return os.path.join(out_dir, names[-1]) if names else None
+class Unreadable(UsageError):
+    """A checkpoint file that cannot be read (cut short, overwritten, not a checkpoint's)."""
 
 
-def save(out_dir, step, model, optimizer, generator, state, tok_folder, full=None):
-    """Weights (and the float32 master weights of a bfloat16 run), AdamW moments, every rank's sampling generator, the
-    python and torch RNGs, the step and `state` (the run's settings and base model). Called on every rank, written by
-    rank 0; older checkpoints are removed once the new one is in place. An FSDP2 run passes `full`, the gathered
-    plain copy of its model (written as model/), and every rank adds its own shards of the float32 weights and AdamW
-    moments to the same temporary folder with torch.distributed.checkpoint (DCP, dcp/)."""
+def newest_first(out_dir):
+    """The checkpoint folders in out_dir, newest first."""
+    names = sorted((n for n in os.listdir(out_dir) if n.startswith("ckpt-")), reverse=True) \
+        if os.path.isdir(out_dir) else []
+    return [os.path.join(out_dir, n) for n in names]
+
+
+def save(out_dir, step, model, optimizer, master, generator, state, tok_folder, full=None):
+    """Weights (and `master`, the float32 master weights of a bfloat16 run), AdamW moments, every rank's sampling
+    generator, the python and torch RNGs, the step and `state` (the run's settings and base model). Called on every
+    rank, written by rank 0; older checkpoints are removed once the new one is in place. An FSDP2 run passes `full`,
+    the gathered plain copy of its model (written as model/), and every rank adds its own shards of the float32
+    weights and AdamW moments to the same temporary folder with torch.distributed.checkpoint (DCP, dcp/)."""
     generators = all_gather(generator.get_state().cpu())
     final = os.path.join(out_dir, f"ckpt-{step:06d}")
     rank = rank_world()[0]
@@ -35,16 +42,14 @@ def save(out_dir, step, model, optimizer, generator, state, tok_folder, full=Non
         return
     tmp = all_gather(tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=out_dir) if rank == 0 else None)[0]
     if full is not None:
-        import torch.distributed.checkpoint as dcp
+        import torch.distributed.checkpoint as dcp  # FSDP2 runs only: 0.7 s to import, so not at the top
         dcp.save(sharded_state(model, optimizer), checkpoint_id=os.path.join(tmp, "dcp"))  # returns once all wrote
     if rank:
         return
     (model if full is None else full).save_pretrained(os.path.join(tmp, "model"))
     shutil.copy2(os.path.join(tok_folder, "tokenizer.json"), os.path.join(tmp, "model"))  # loadable as init_from
     if full is None:
-        master = optimizer.param_groups[0]["params"]
-        master = None if master[0] is next(model.parameters()) else [m.detach().cpu() for m in master]
-        weights = {"optimizer": optimizer.state_dict(), "master": master}
+        weights = {"optimizer": optimizer.state_dict(), "master": master and [m.detach().cpu() for m in master]}
     else:  # FSDP2: the float32 weights are the optimizer's own parameters, in dcp/ with its moments
         weights = {"optimizer": None, "master": None}
     torch.save(state | weights | {"step": step, "generators": generators, "python_rng": random.getstate(),
@@ -73,15 +78,29 @@ def load_sharded(path, model, optimizer):
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
 
 
-RESUME_FREE = ("resume", "out_dir", "threads", "debug", "ckpt_interval", "eval_interval", "probe_per_level",
-               "eval_only", "benchmarks", "bench_limit", "aime_samples", "eval_temperature",
-               "gpqa_file")  # the settings a resumed run may change
+STATE_KEYS = ("config", "base", "summary", "skipped_updates", "optimizer", "master", "step", "generators",
+              "python_rng", "torch_rng")
+RESUME_FREE = ("resume", "out_dir", "threads", "debug", "ckpt_interval", "eval_interval", "eval_only", "benchmarks",
+               "bench_limit", "aime_samples", "eval_temperature", "gpqa_file")  # the settings a resumed run may change
 
 
-def load(path, settings, base_folder, world, free=RESUME_FREE):
-    """The state of a checkpoint, after checking it belongs to this run: the same settings (except the keys in
-    free), the same base model and the same number of processes."""
-    state = torch.load(os.path.join(path, "state.pt"), map_location="cpu", weights_only=True)
+def read_state(path):
+    """A checkpoint's state.pt; Unreadable (one line naming the file) when it cannot be read."""
+    file = os.path.join(path, "state.pt")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # a cut or overwritten file fails in pickle, zipfile or torch, each with its own error
+        first_line = (str(e).splitlines() or [""])[0][:200]
+        raise Unreadable(f"{file}: not a readable checkpoint ({type(e).__name__}: {first_line})") from None
+    missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise Unreadable(f"{file}: not a checkpoint of this program (no {', '.join(missing)})")
+    return state
+
+
+def check_state(path, state, settings, base_folder, world, free=RESUME_FREE):
+    """Is this checkpoint's state this run's? The same settings (except the keys in free), the same base model and
+    the same number of processes; else a UsageError that says which."""
     changed = [f"{k}={state['config'].get(k)!r} (now {v!r})" for k, v in settings.items()
                if k not in free and state["config"].get(k) != v]
     if changed:
@@ -91,15 +110,15 @@ def load(path, settings, base_folder, world, free=RESUME_FREE):
     if len(state["generators"]) != world:
         raise UsageError(f"{path}: written by {len(state['generators'])} process(es), this run has {world}; "
                          f"resume with the same torchrun --nproc_per_node")
-    return state
 
 
-def restore(state, optimizer, weights, generator, rank):
-    """Put a checkpoint's AdamW state, master weights and RNG streams back; returns (step, skipped_updates)."""
+def restore(state, optimizer, master, generator, rank):
+    """Put a checkpoint's AdamW state, master weights (into `master`, a bfloat16 run's) and RNG streams back; returns
+    (step, skipped_updates)."""
     if state["optimizer"] is not None:  # None: an FSDP2 checkpoint, whose AdamW state load_sharded puts back
         optimizer.load_state_dict(state["optimizer"])
     with torch.no_grad():
-        for m, saved in zip(weights, state["master"] or []):
+        for m, saved in zip(master or [], state["master"] or []):
             m.copy_(saved)
     generator.set_state(state["generators"][rank])
     random.setstate(state["python_rng"])

@@ -6,15 +6,16 @@ unhinted sample, hinted groups a hint rescued). With matplotlib installed it als
 fraction per stage and grad norm over steps.
 
     python compare.py --config small.py --methods=ghpo,grpo --seeds=0,1,2 [--base_seeds=0,1,2] [--jobs=2]
-                      [any ghpo.py --key=value]
+                      [--threads=N] [--out_dir=out/compare] [any --key=value of ghpo.py, probes.py, data/demo_base.py]
 
 Each run writes <out_dir>/<method>-s<seed>/ (with --base_seeds: <out_dir>/b<base_seed>/<method>-s<seed>/); an existing
 summary.json is reused, so an interrupted comparison continues where it stopped. Without --base_seeds every run starts
-from the config's own base model; --base_seeds trains each of those base models here (init_from=scratch with that
-base_seed, cached by ghpo.py). --jobs runs that many processes at once, each with --threads torch threads (default
-cores / jobs). The first run of each base model prints its probes and the other runs skip them; a base trained here
-(init_from=scratch) and not yet in the cache is trained by its first run, alone and with every job's threads, before
-the runs that share it, while runs from a shipped or cached base all start at once.
+from the config's init_from (the shipped base model for small.py); --base_seeds makes each of those base models first
+(`python -m data.demo_base --base_seed=S`, kept in its cache; a base already there is not made again). probes.py
+probes each base model once (<out_dir>/[b<base_seed>/]probes/; --probe_per_level=0 skips it). A --key=value goes to
+every command that has that setting (hint_in_answer, eval_per_level, ... to both ghpo.py and the base's command).
+--jobs runs that many processes at once, each with --threads torch threads (default: cores / jobs); a base model is
+made alone, with every job's threads, before the runs that start from it.
 """
 import json
 import math
@@ -23,15 +24,25 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import ghpo
+import probes
+from configurator import UsageError
+from data import demo_base
 
-def run(args, folder, method, seed, threads):
-    if os.path.isfile(os.path.join(folder, "summary.json")):
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def run(cmd, folder, threads):
+    """One command (ghpo.py, probes.py or -m data.demo_base, then its arguments) with --threads, its output in
+    folder/log.txt; skipped when folder/summary.json or folder/probes.json says it has finished."""
+    if any(os.path.isfile(os.path.join(folder, name)) for name in ("summary.json", "probes.json")):
         return
     os.makedirs(folder, exist_ok=True)
-    cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ghpo.py"), *args,
-           f"--method={method}", f"--seed={seed}", f"--out_dir={folder}", f"--threads={threads}"]
+    cmd = [sys.executable, *(os.path.join(ROOT, c) if c.endswith(".py") and i == 0 else c for i, c in enumerate(cmd)),
+           f"--threads={threads}"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     with open(os.path.join(folder, "log.txt"), "w") as log:
-        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     if code:
         raise RuntimeError(f"{' '.join(cmd)} failed with exit code {code}; see {folder}/log.txt")
 
@@ -108,60 +119,93 @@ def report(results, methods, base_before):
     return s
 
 
+def split_args(argv):
+    """compare.py's own options, and the other arguments sorted by the command whose setting each is: {"ghpo",
+    "probes", "base"}: lists of arguments (a key two commands have goes to both; --config to ghpo.py and probes.py)."""
+    own = {"methods": "ghpo,grpo", "seeds": "0,1,2", "base_seeds": "", "jobs": "1", "out_dir": "out/compare",
+           "threads": "0"}
+    passed = {"ghpo": [], "probes": [], "base": []}
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        key = arg[2:].split("=", 1)[0] if arg.startswith("--") else None
+        if arg == "--config":  # its file name is the next argument
+            arg = f"--config={args.pop(0) if args else ''}"
+            key = "config"
+        if key in own and "=" in arg:
+            own[key] = arg.split("=", 1)[1]
+            continue
+        owners = [name for name, keys in (("ghpo", ghpo.config_keys + ["config"]),
+                                          ("probes", ghpo.config_keys + probes.config_keys + ["config"]),
+                                          ("base", demo_base.config_keys)) if key in keys]
+        if not owners or "=" not in arg:
+            raise UsageError(f"cannot read argument {arg!r}: not a setting of ghpo.py, probes.py or data/demo_base.py "
+                             f"(python compare.py --help)")
+        for name in owners:
+            passed[name].append(arg)
+    try:
+        opts = dict(methods=own["methods"].split(","), seeds=[int(x) for x in own["seeds"].split(",")],
+                    base_seeds=[int(x) for x in own["base_seeds"].split(",")] if own["base_seeds"] else None,
+                    jobs=int(own["jobs"]), out_dir=own["out_dir"], threads=int(own["threads"]))
+    except ValueError as e:
+        raise UsageError(f"--seeds, --base_seeds, --jobs and --threads take integers (comma-separated): {e}") from None
+    return opts, passed
+
+
+
 def main(argv):
-    methods, seeds, base_seeds, jobs, out_dir, threads, passed = ["ghpo", "grpo"], [0, 1, 2], None, 1, "out/compare", 0, []
-    for arg in argv:
-        if arg.startswith("--methods="):
-            methods = arg.split("=", 1)[1].split(",")
-        elif arg.startswith("--seeds="):
-            seeds = [int(s) for s in arg.split("=", 1)[1].split(",")]
-        elif arg.startswith("--base_seeds="):
-            base_seeds = [int(s) for s in arg.split("=", 1)[1].split(",")]
-        elif arg.startswith("--jobs="):
-            jobs = int(arg.split("=", 1)[1])
-        elif arg.startswith("--out_dir="):
-            out_dir = arg.split("=", 1)[1]
-        elif arg.startswith("--threads="):
-            threads = int(arg.split("=", 1)[1])
-        else:
-            passed.append(arg)
-    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
-    bases = base_seeds if base_seeds is not None else [None]  # None: the config's own base model
-    runs = [(b, m, s, os.path.join(out_dir, *([f"b{b}"] if b is not None else []), f"{m}-s{s}"))
-            for b in bases for s in seeds for m in methods]  # seed-major: an interrupted comparison stays paired
-    # --base_seeds trains those base models here from scratch, even when the config starts from a shipped one
-    args = lambda b: passed + ([f"--base_seed={b}", "--init_from=scratch"] if b is not None else [])
-    firsts = [next(r for r in runs if r[0] == b) for b in bases]  # print each base model's probes
-    import ghpo
-    from data import demo_base
-    def untrained(b):  # a base model trained here and not yet in the cache
-        return ghpo.configure(args(b))["init_from"] == "scratch" and not demo_base.is_trained(demo_base.base_path(ghpo))
-    alone = [f for f in firsts if untrained(f[0])]
-    for b, m, s, d in alone:  # train and cache each base model before the runs that share it
-        run(args(b), d, m, s, threads * jobs)
-    with ThreadPoolExecutor(jobs) as pool:  # a shipped or cached base needs no training: its first run joins the others
-        list(pool.map(lambda r: run(args(r[0]) + ([] if r in firsts else ["--probe_per_level=0"]), r[3], r[1], r[2],
-                                    threads), [r for r in runs if r not in alone]))
+    if "--help" in argv or "-h" in argv:
+        return print(__doc__.strip())
+    opts, passed = split_args(argv)
+    methods, out_dir, jobs = opts["methods"], opts["out_dir"], opts["jobs"]
+    threads = opts["threads"] or max(1, (os.cpu_count() or 1) // jobs)
+    bases = opts["base_seeds"] if opts["base_seeds"] is not None else [None]  # None: the config's own init_from
+    base_dir = {b: os.path.join(out_dir, f"b{b}") if b is not None else out_dir for b in bases}
+    init_from = {None: []}
+    for b in opts["base_seeds"] or []:  # make each base model first (alone: it is the long part), or find it made
+        demo_base.configure(passed["base"] + [f"--base_seed={b}"])
+        folder = demo_base.base_folder()
+        if not demo_base.is_trained(folder):
+            run(["-m", "data.demo_base", *passed["base"], f"--base_seed={b}"], os.path.join(base_dir[b], "base"),
+                threads * jobs)
+        init_from[b] = [f"--init_from={folder}"]
+    runs = [(b, m, s, os.path.join(base_dir[b], f"{m}-s{s}"))  # seed-major: an interrupted comparison stays paired
+            for b in bases for s in opts["seeds"] for m in methods]
+    jobs_list = [(["ghpo.py", *passed["ghpo"], *init_from[b], f"--method={m}", f"--seed={s}", f"--out_dir={d}"], d)
+                 for b, m, s, d in runs]
+    if "--probe_per_level=0" not in passed["probes"]:  # one probe of each base model, beside the runs
+        jobs_list += [(["probes.py", *passed["probes"], *init_from[b], f"--out_dir={base_dir[b]}/probes"],
+                       os.path.join(base_dir[b], "probes")) for b in bases]
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(lambda job: run(job[0], job[1], threads), jobs_list))
 
     summaries = {r: json.load(open(os.path.join(r[3], "summary.json"))) for r in runs}
     results = {r[:3]: {"eval_before": summaries[r]["eval_before"], "eval_after": summaries[r]["eval_after"],
                        "mechanism": run_means(r[3])} for r in runs}  # keyed (base, method, seed)
-    base_before = {f[0]: summaries[f]["eval_before"] for f in firsts}
+    firsts = {b: next(r for r in runs if r[0] == b) for b in bases}
+    base_before = {b: summaries[r]["eval_before"] for b, r in firsts.items()}
     s = report(results, methods, base_before)
+    probed = {b: os.path.join(base_dir[b], "probes", "probes.json") for b in bases}
     with open(os.path.join(out_dir, "compare.json"), "w") as f:
         json.dump({"base": {str(b): v for b, v in base_before.items()}, "after": s["after"],
                    "hard": {m: {str(b): v for b, v in s["hard"][m].items()} for m in methods},
                    "diff": {str(b): v for b, v in s["diff"].items()}, "mechanism": s["mechanism"],
-                   "probes": {str(f[0]): {k: summaries[f].get(k) for k in ("hint_probe", "pass_probe")}
-                              for f in firsts},
+                   "probes": {str(b): {k: v for k, v in json.load(open(p)).items() if k in ("hint_probe", "pass_probe")}
+                              for b, p in probed.items() if os.path.isfile(p)},
                    "runs": {os.path.relpath(r[3], out_dir): summaries[r]["eval_after"] for r in runs}}, f, indent=1)
+    plot(runs, out_dir)
+    return s
+
+
+def plot(runs, out_dir):
+    """compare.png: accuracy reward, hinted fraction per stage (ghpo) and grad norm over steps, one line per run."""
     try:
-        import matplotlib
+        import matplotlib  # optional: only for this plot
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         print("matplotlib is not installed: no plot (pip install matplotlib for one)")
-        return s
+        return
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for b, m, seed, d in runs:
         label = f"{m} s{seed}" + (f" b{b}" if b is not None else "")
@@ -179,8 +223,11 @@ def main(argv):
         ax.legend(fontsize=6)
     fig.savefig(os.path.join(out_dir, "compare.png"), dpi=100, bbox_inches="tight")
     print(f"plot: {out_dir}/compare.png")
-    return s
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except UsageError as e:
+        print(f"compare.py: error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -5,12 +5,11 @@ Settings, as nanoGPT's configurator: a module's settings are the plain module-le
 
     import configurator
     cfg = configurator.configure(sys.argv[1:], [globals(), vars(other_module)], root)
-    print(configurator.help_text([__file__, other_module.__file__]))
+    print(configurator.help_text([sys.modules[__name__], other_module], usage))
 
 A mistake (unknown key, wrong type, missing file) raises UsageError, whose one line names the key, file or line.
 """
 import ast
-import contextlib
 import difflib
 import os
 import traceback
@@ -21,7 +20,9 @@ class UsageError(ValueError):
 
 
 def parse_value(text, default):
-    """A --key=value string as the type of its default: a Python literal where one parses, else the raw string."""
+    """A --key=value string as the type of its default: a Python literal where one parses, else the raw string; for
+    a tuple, words separated by commas are a tuple of strings (--benchmarks=aime24,math500) and one number a tuple
+    of one (--hard_levels=7)."""
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -30,6 +31,10 @@ def parse_value(text, default):
         return text
     if isinstance(default, bool) and isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
+    if isinstance(default, tuple) and isinstance(value, str):
+        return tuple(word.strip() for word in text.strip().strip("()").split(",") if word.strip())
+    if isinstance(default, tuple) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (value,)  # one level: --hard_levels=7
     return value
 
 
@@ -68,8 +73,11 @@ def configure(argv, namespaces, root):
         if arg == "--config" or arg.startswith("--config="):
             name = arg.split("=", 1)[1] if "=" in arg else (args.pop(0) if args else "")
             path = resolve_config_path(name, root)
-            with open(path) as f:
-                source = f.read()
+            try:
+                with open(path, encoding="utf-8") as f:
+                    source = f.read()
+            except (OSError, UnicodeDecodeError) as e:
+                raise UsageError(f"{path}: cannot read the config file ({e})") from None
             values = {}
             try:
                 exec(compile(source, path, "exec"), {}, values)
@@ -97,46 +105,44 @@ def configure(argv, namespaces, root):
 
 
 def settings_block(path):
-    """[(key, default source, comment)] of a file's settings block, read from its source; a comment-only line is a
-    section title (key None) or, indented, the continuation of the comment above it."""
+    """[(key, comment)] of a file's settings block, read from its source; a comment-only line is a section title (key
+    None) or, indented, the continuation of the comment above it."""
     with open(path) as f:
         lines = f.read().splitlines()
     marks = [i for i, line in enumerate(lines) if line.startswith("# ----")][:2]
     block = "\n".join(lines[marks[0] + 1:marks[1]])
-    out, assigned = [], {}
-    for node in ast.parse(block).body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            assigned[node.lineno] = (node.targets[0].id, ast.get_source_segment(block, node.value), node.end_lineno)
-    block_lines, i = block.splitlines(), 0
+    assigned = {node.lineno: (node.targets[0].id, node.end_lineno) for node in ast.parse(block).body
+                if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
+    out, block_lines, i = [], block.splitlines(), 0
     while i < len(block_lines):
         text, lineno = block_lines[i], i + 1
         if lineno in assigned:
-            key, default, end = assigned[lineno]
+            key, end = assigned[lineno]
             comment = " ".join(l.split("#", 1)[1].strip() for l in block_lines[lineno - 1:end] if "#" in l)
             i = end
             while i < len(block_lines) and block_lines[i].startswith(" ") and block_lines[i].strip().startswith("#"):
                 comment += " " + block_lines[i].strip()[1:].strip()
                 i += 1
             if key != "config_keys":
-                out.append((key, " ".join(default.split()), comment))
+                out.append((key, comment))
             continue
         if text.startswith("#"):
-            out.append((None, None, text[1:].strip()))
+            out.append((None, text[1:].strip()))
         i += 1
     return out
 
 
-def help_text(paths, usage):
-    """usage, then every setting of the files' settings blocks: --key=default and its comment."""
+def help_text(modules, usage):
+    """usage, then every setting of the modules' settings blocks: --key=default (the module's current value) and its
+    comment."""
     out = [usage]
-    for path in paths:
-        out.append(f"\n{os.path.basename(path)}:")
-        for key, default, comment in settings_block(path):
+    for module in modules:
+        out.append(f"\n{os.path.basename(module.__file__)}:")
+        for key, comment in settings_block(module.__file__):
             if key is None:
                 out.append(f"  {comment}")
                 continue
-            with contextlib.suppress(ValueError, SyntaxError):  # a string as typed on the command line
-                value = ast.literal_eval(default)
-                default = value if isinstance(value, str) and value.isprintable() else default
-            out.append(f"    --{key}={default}".ljust(36) + f"  {comment}")
+            value = getattr(module, key)  # a string as typed on the command line, anything else as Python writes it
+            shown = value if isinstance(value, str) and value.isprintable() else repr(value)
+            out.append(f"    --{key}={shown}".ljust(36) + f"  {comment}")
     return "\n".join(out)

@@ -1,21 +1,24 @@
 """
-GHPO (Guided Hybrid Policy Optimization, Liu et al., arXiv 2507.10628) in one file.
+GHPO (Guided Hybrid Policy Optimization, Liu et al., arXiv 2507.10628) in one file; docs/method.md is the method as
+this project implements it, and the numbers below are its steps.
 
-One RL step (../shared/GHPO_SPEC.md, "One training step"), as coded in the loop of main() below:
+One RL step (train_step, called by main()'s loop):
   1. take the next B problems and sample G completions each (rollout.py)
-  2. score every completion with verify.py: accuracy reward in {0, 1}
+  2. score every completion with verify.py: accuracy reward in {0, 1} (plus format_reward times a format test)
   3. from step `start_hint_step` on, for w in hint_ratios (0.25, 0.5, 0.75): every group whose G answers are all wrong
-     is sampled again, whole, from  problem + HINT + solution[:round(len(solution) * w)]  (same step); with
-     hint_in_answer the prefix (whole step lines) opens the answer instead and the model continues it
+     is sampled again, whole, from its problem with a hint, the first part w of its reference solution (prompts.py)
   4. group-normalised advantages  A = (r - mean_group(r)) / (std_group(r) + 1e-4)
   5. clipped policy-gradient loss over completion tokens only (kernels/loss.py), ppo_epochs updates with AdamW,
      cosine learning rate with warm-up and grad-norm clipping
-At evaluation there are no hints. `method` switches to the paper's baselines: grpo, grpo_cl, grpo_cl_hint, dapo.
-Around this file: configurator.py reads the settings, checkpoint.py writes and resumes checkpoints, distributed.py
-joins torchrun's ranks, probes.py holds the diagnostics printed before RL, and data/demo_base.py makes the CPU demo's
-base model (with settings of its own).
+The "hybrid": a hinted group learns to continue a worked solution (guided imitation), the others explore, and both go
+through the one clipped objective in the same batch. At evaluation there are no hints. `method` switches to the
+paper's baselines: grpo, grpo_cl, grpo_cl_hint, dapo.
+Around this file: prompts.py writes prompts and hints, configurator.py reads the settings, checkpoint.py writes and
+resumes checkpoints, distributed.py joins torchrun's ranks, probes.py probes a base model before RL, and
+data/demo_base.py makes the CPU demo's base model (a command of its own).
 
-    python ghpo.py --config small.py                          # CPU demo: the shipped base model, then GHPO
+The defaults are the CPU demo: a 0.8M-parameter Qwen2 on data/arith.py's task, from the shipped base data/small_base.
+    python ghpo.py --config small.py                          # CPU demo: GHPO from the shipped base model
     python ghpo.py --config small.py --method=grpo --seed=3 --out_dir=out/x
     python ghpo.py --config qwen2.5-math-1.5b.py                 # a real checkpoint on MATH levels 3-5 (one GPU)
     python ghpo.py --config qwen2.5-math-1.5b.py --resume=True   # continue from out_dir's latest checkpoint
@@ -31,38 +34,47 @@ import re
 import shutil
 import sys
 import time
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 import checkpoint
 import configurator
-import probes
+import prompts
 from configurator import UsageError
-from data import demo_base
+from data.arith import arith_task
+from data.datasets import PAPER_BENCHMARKS, math_task
+from data.demo_base import check_record
 from distributed import all_gather, all_sum, close, exit_process, full_state, rank_world, setup, shard, sync_grads
+from kernels.logprob import fused_logprobs
+from kernels.loss import policy_loss
+from model import Qwen2, load_tokenizer, stop_token_ids
+from rollout import sample_groups
+from verify import verify, verify_choice
 
 # -----------------------------------------------------------------------------
 # configuration: every name below can be set in a config file (plain assignments) or with --key=value
 # run
 out_dir = "out/ghpo"          # metrics.jsonl, summary.json and checkpoints go here
-seed = 0                      # RL seed (problem order, sampling); the base model has its own base_seed
+seed = 0                      # RL seed (problem order, sampling); the base model was made with its own seed
 method = "ghpo"               # ghpo | grpo | grpo_cl (curriculum) | grpo_cl_hint (curriculum + fixed hint) | dapo
 device = "cpu"                # cpu | cuda
 dtype = "float32"             # float32 | bfloat16 (parameters and activations; AdamW then updates float32 master
                               # copies and rounds them back: a bfloat16 weight alone rounds an lr-1e-6 step away)
-resume = False                # continue from the latest checkpoint in out_dir (a fresh start if there is none)
+resume = False                # continue from the newest intact checkpoint in out_dir (a fresh start if there is none)
 threads = 0                   # torch CPU threads (0: torch's default)
 fsdp = False                  # under torchrun: shard weights, gradients and AdamW state over the ranks (FSDP2)
 debug = False                 # a bad setting or file shows its traceback, not one line (or set GHPO_DEBUG=1)
 kernel_impl = "auto"          # kernels/: auto | torch | triton | reference (the plain formula, to check a result)
 # task and data
-task = "arith"                # arith: the built-in CPU demo task (data/arith.py); math: jsonl files in MATH format
+task = "arith"                # arith: the CPU demo's task (data/arith.py); math: jsonl files in MATH format
 train_file = ""               # task=math: training jsonl (MATH format: problem, solution, answer, level)
-train_levels = (1, 2, 3, 4, 5, 6)  # levels the RL prompts are drawn from
-eval_levels = (1, 2, 3, 4, 5, 6)   # held-out evaluation levels (arith)
-easy_levels = (1, 2, 3)       # the "easy" split; arith: also the levels the base model is trained on
-hard_levels = (4, 5)          # the "hard" split: the levels just beyond the base model's training range
-eval_per_level = 300          # held-out problems per evaluation level (arith)
+train_levels = (1, 2, 3, 7, 8, 9)  # levels the RL prompts are drawn from
+eval_levels = (1, 2, 3, 7, 8, 9)   # held-out evaluation levels (arith)
+easy_levels = (1, 2, 3)       # the "easy" split (arith: the levels the demo base learned solved)
+hard_levels = (7, 8, 9)       # the "hard" split (arith: the levels the demo base half-knows)
+eval_per_level = 100          # held-out problems per evaluation level (arith; the base never trained on them)
 benchmarks = ("aime24", "math500", "olympiadbench", "amc23", "minerva", "gpqa_diamond", "gsm8k")  # task=math
                               # evaluation (data/): the paper's six benchmarks, then GSM8K as an extra
 gpqa_file = "data/gpqa_diamond.csv"  # GPQA-Diamond, the authors' CSV (not shipped: README); skipped when absent
@@ -73,20 +85,19 @@ eval_only = False             # evaluate init_from (or the resumed checkpoint) w
 chat_template = False         # wrap prompts in the Qwen chat format (real models); the tiny demo model uses plain text
 system_prompt = ""            # system message when chat_template is on
 # model
-init_from = "scratch"         # a Hugging Face checkpoint folder, or scratch: the CPU demo's tiny base model, trained
-                              # by SFT and cached (its settings: data/demo_base.py)
+init_from = "data/small_base"  # a Hugging Face checkpoint folder: config.json, *.safetensors, tokenizer.json (the
+                              # demo's shipped base model; python -m data.demo_base makes another)
 # sampling
 group_size = 8                # G completions per prompt
-max_new_tokens = 64           # completion budget
+max_new_tokens = 120          # completion budget
 temperature = 1.0             # sampling temperature (the loss uses the same temperature)
 top_k = 50                    # TRL's default
 top_p = 1.0                   # nucleus sampling: the smallest set of tokens with this much probability (1.0: off)
 # GHPO
 hint_ratios = (0.25, 0.5, 0.75)  # hint stages, escalated inside one step while a group is still all wrong
-hint_template = "\n The following text is the beginning part of the answer, which you can refer to for solving the problem:\n"
-                              # the words between the problem and a hint in the user message (released code's)
-hint_in_answer = False        # False: hint in the user message after hint_template (released code); True: the hint
-                              # opens the answer, cut at a line boundary, and the model continues it
+hint_template = prompts.HINT_TEMPLATE  # the words between the problem and a hint in the user message (released code's)
+hint_in_answer = True         # True: the hint opens the answer, cut at a line boundary, and the model continues it
+                              # (the demo); False: the hint follows hint_template in the user message (released code)
 start_hint_step = 0           # cold start: plain GRPO before this step (released code: 0, paper: 20)
 fixed_hint_ratio = 0.5        # grpo_cl_hint: the hint every problem gets
 format_reward = 0.0           # weight of the format reward; the paper uses 0.5 (with accuracy 1.0)
@@ -94,7 +105,7 @@ format_pattern = r".*\\boxed\{"  # format reward 1 when re.match(format_pattern,
                               # succeeds, as in the released code (this default: a \boxed{} answer present)
 # optimisation
 rl_steps = 60                 # RL steps
-prompts_per_step = 32         # B problems per step
+prompts_per_step = 16         # B problems per step
 micro_batch = 64              # rows per forward/backward (gradient accumulation; the loss is normalised globally)
 lr = 5e-5                     # AdamW peak learning rate
 warmup_frac = 0.1             # cosine schedule with this fraction of warm-up steps
@@ -109,20 +120,22 @@ kl_coef = 0.0                 # beta of the k3 KL to the frozen base model (rele
 loss_norm = "token"           # token: sum over tokens / tokens in the batch (released code); sequence: paper Eq. 1;
                               # dr_grpo: sum over tokens / (rows x max_new_tokens), TRL's "dr_grpo"
 eval_interval = 0             # evaluate every this many RL steps as well (0: only before and after)
-probe_per_level = 100         # problems per level for the hint, pass@G and step probes printed before RL (0: skip)
 ckpt_interval = 0             # write a checkpoint every this many RL steps (0: only at the end)
-config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str, tuple))]
+config_keys = [k for k, v in globals().items() if k.islower() and not k.startswith("_")
+               and isinstance(v, (int, float, bool, str, tuple))]
 # -----------------------------------------------------------------------------
 
 METHODS = ("ghpo", "grpo", "grpo_cl", "grpo_cl_hint", "dapo")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
-def configure(argv):
-    """Apply `--config FILE.py` and `--key=value` to these settings and the demo base's; returns {key: value}."""
-    cfg = configurator.configure(argv, [globals(), vars(demo_base)], ROOT)
+def configure(argv, others=()):
+    """Apply `--config FILE.py` and `--key=value` to these settings (and to the settings blocks of `others`, another
+    command's globals); returns {key: value}."""
+    cfg = configurator.configure(argv, [globals(), *others], ROOT)
     for key, known in (("method", METHODS), ("loss_norm", ("token", "sequence", "dr_grpo")),
-                       ("task", ("arith", "math"))):
+                       ("task", ("arith", "math")), ("dtype", tuple(DTYPES))):
         if cfg[key] not in known:
             raise UsageError(f"{key} must be one of {', '.join(known)}, got {cfg[key]!r}")
     try:
@@ -131,88 +144,53 @@ def configure(argv):
         raise UsageError(f"format_pattern: not a regular expression ({e}): {cfg['format_pattern']!r}") from None
     return cfg
 
-# -----------------------------------------------------------------------------
-# prompts and hints
+
+def prompt_format():
+    """This run's prompt settings, as prompts.py takes them."""
+    return prompts.PromptFormat(hint_in_answer, hint_template, chat_template, system_prompt)
 
 
-def step_lines(problem):
-    """The step lines of a worked solution, without its final answer line."""
-    return problem["solution"].split("\n")[:-1]
-
-
-def first_steps(problem, k):
-    """The first k step lines of a worked solution, each ending with its newline: where the model would continue."""
-    return "".join(line + "\n" for line in step_lines(problem)[:k])
-
-
-def solution_prefix(problem, ratio):
-    """The part of the reference solution a hint of this ratio gives away: its first round(len * ratio) characters
-    (GHPO_SPEC.md), or with hint_in_answer its first round(steps * ratio) step lines (never the answer line), so the
-    model continues from a line boundary exactly as if it had written those lines itself."""
-    if ratio <= 0:
-        return ""
-    if not hint_in_answer:
-        return problem["solution"][:round(len(problem["solution"]) * ratio)]
-    return first_steps(problem, round(len(step_lines(problem)) * ratio))
-
-
-def hint_text(problem, ratio):
-    """The hint of GHPO_SPEC.md appended to the user message: the template, then the solution prefix. No hint for
-    ratio 0, and none in the user message when hint_in_answer puts it at the start of the answer."""
-    if ratio <= 0 or hint_in_answer:
-        return ""
-    return hint_template + solution_prefix(problem, ratio)
-
-
-def prompt_text(problem, ratio=0.0):
-    """The prompt the model sees: the problem (plus the hint, appended to the user message as the released code
-    does, or opening the answer with hint_in_answer), in the chat format for real models or as plain text for the
-    demo model. Hint tokens are prompt tokens: they never enter the loss."""
-    from model import chat_prompt
-    user = problem["problem"] + hint_text(problem, ratio)
-    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    prompt = chat_prompt(system + [{"role": "user", "content": user}]) if chat_template else user + "\n"
-    return prompt + (solution_prefix(problem, ratio) if hint_in_answer else "")
+def prompt_ids(tok, problem, ratio=0.0):
+    """The token ids of a problem's prompt with a hint of this ratio (prompts.py)."""
+    return tok.encode(prompts.prompt_text(problem, ratio, prompt_format())).ids
 
 # -----------------------------------------------------------------------------
-# sampling, scoring and the GHPO hint escalation
+# steps 1-3: sampling, scoring and the GHPO hint escalation
 
 
 def format_ok(text):
-    """The format reward's test, as the released code computes it (GHPO_SPEC.md, the reward)."""
+    """The format reward's test, as the released code computes it (docs/method.md, "One training step", 2)."""
     return re.match(format_pattern, text, re.DOTALL | re.MULTILINE) is not None
 
 
 def grade(text, problem):
     """The accuracy reward: a multiple-choice problem's option letter (GPQA), else verify.py's answer equivalence."""
-    from verify import verify, verify_choice
     return verify_choice(text, problem["answer"]) if problem.get("choices") else verify(text, problem["answer"])
 
 
-def sample_and_score(model, tok, problems, ratios, stop_ids, generator):
+def sample_and_score(model, tok, problems, ratios, stop_ids, generator, sample=sample_groups):
     """Sample G completions for each problem's prompt at its hint ratio and verify them. Returns one group dict per
-    problem: prompt ids, completion tokens (G, T) and mask, sampled log-probs, accuracy (G,), format (G,), ratio."""
-    from rollout import sample_groups
+    problem: prompt ids, completion tokens (G, T) and mask, accuracy (G,), format (G,), ratio and texts."""
     G = group_size
-    prompts = [tok.encode(prompt_text(p, r)).ids for p, r in zip(problems, ratios)]
-    out = sample_groups(model, prompts, G, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                        stop_ids=stop_ids, generator=generator)
+    prompt_list = [prompt_ids(tok, p, r) for p, r in zip(problems, ratios)]
+    out = sample(model, prompt_list, G, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                 stop_ids=stop_ids, generator=generator)
     groups = []
     for i, (p, r) in enumerate(zip(problems, ratios)):
         rows = slice(i * G, (i + 1) * G)
         tokens, mask = out["tokens"][rows], out["mask"][rows]  # (G, T)
         texts = [tok.decode(t[m].tolist(), skip_special_tokens=True) for t, m in zip(tokens, mask)]
-        groups.append(dict(problem=p, ratio=r, prompt=prompts[i], tokens=tokens, mask=mask,
+        groups.append(dict(problem=p, ratio=r, prompt=prompt_list[i], tokens=tokens, mask=mask,
                            acc=torch.tensor([float(grade(t, p)) for t in texts]),
                            fmt=torch.tensor([float(format_ok(t)) for t in texts]), texts=texts))
     return groups
 
 
-def rollout_with_hints(model, tok, problems, step, stop_ids, generator):
-    """Steps 1-3 of the GHPO step. Returns the final groups and, per group, the hint stage it ended at
-    (0: no hint, s: hint_ratios[s-1])."""
+def rollout_with_hints(model, tok, problems, step, stop_ids, generator, sample=sample_groups):
+    """Steps 1-3. Returns the final groups and, per group, the hint stage it ended at (0: no hint, s: hint_ratios[s-1]).
+    Each method is one branch: grpo_cl_hint hints every problem from the start, ghpo escalates all-wrong groups."""
     ratios = [fixed_hint_ratio if method == "grpo_cl_hint" else 0.0] * len(problems)
-    groups = sample_and_score(model, tok, problems, ratios, stop_ids, generator)
+    groups = sample_and_score(model, tok, problems, ratios, stop_ids, generator, sample)
     stage = [0] * len(problems)
     if method == "ghpo" and step >= start_hint_step:
         for s, w in enumerate(hint_ratios, 1):
@@ -220,7 +198,8 @@ def rollout_with_hints(model, tok, problems, step, stop_ids, generator):
             if not hard:
                 break
             # the whole group is regenerated from the hinted prompt: hinted and unhinted samples never mix
-            regen = sample_and_score(model, tok, [problems[i] for i in hard], [w] * len(hard), stop_ids, generator)
+            regen = sample_and_score(model, tok, [problems[i] for i in hard], [w] * len(hard), stop_ids, generator,
+                                     sample)
             for i, g in zip(hard, regen):
                 groups[i], stage[i] = g, s
     return groups, stage
@@ -255,33 +234,35 @@ def trained_groups(acc):
         return [i for i in range(len(acc)) if 0 < acc[i].sum() < acc.shape[1]]
     return list(range(len(acc)))
 
+# -----------------------------------------------------------------------------
+# steps 4-5: advantages and the policy update
+
 
 def group_advantages(rewards, eps=1e-4):
     """A_i = (r_i - mean(r)) / (std(r) + eps) within each group (rows of rewards (P, G)); unbiased std as TRL."""
     return (rewards - rewards.mean(1, keepdim=True)) / (rewards.std(1, keepdim=True) + eps)  # (P, G)
 
-# -----------------------------------------------------------------------------
-# the policy update
+
+class Row(NamedTuple):
+    """One completion as the update reads it."""
+    ids: list                 # prompt + completion token ids
+    n_prompt: int             # its first n_prompt ids are the prompt (hint included): never in the loss
 
 
 def pack_rows(groups):
-    """One row per completion: prompt + completion ids, prompt length, group index (prompts are not in the loss)."""
-    rows = []
-    for gi, g in enumerate(groups):
-        for tokens, mask in zip(g["tokens"], g["mask"]):
-            n = int(mask.sum())
-            rows.append((g["prompt"] + tokens[:n].tolist(), len(g["prompt"]), gi))
-    return rows
+    """One Row per completion of the groups, in order."""
+    return [Row(g["prompt"] + tokens[:int(mask.sum())].tolist(), len(g["prompt"]))
+            for g in groups for tokens, mask in zip(g["tokens"], g["mask"])]
 
 
 def batch_tensors(rows, dev):
     """Right-padded (B, L) ids, targets (B, L-1) and loss mask (B, L-1) of completion positions."""
-    L = max(len(ids) for ids, _, _ in rows)
+    L = max(len(row.ids) for row in rows)
     ids = torch.zeros(len(rows), L, dtype=torch.long)
     mask = torch.zeros(len(rows), L - 1)
-    for b, (seq, n_prompt, _) in enumerate(rows):
-        ids[b, :len(seq)] = torch.tensor(seq)
-        mask[b, n_prompt - 1:len(seq) - 1] = 1.0  # position t predicts token t+1: completion tokens only
+    for b, row in enumerate(rows):
+        ids[b, :len(row.ids)] = torch.tensor(row.ids)
+        mask[b, row.n_prompt - 1:len(row.ids) - 1] = 1.0  # position t predicts token t+1: completion tokens only
     return ids.to(dev), ids[:, 1:].to(dev), mask.to(dev)
 
 
@@ -289,7 +270,6 @@ def batch_tensors(rows, dev):
 def sequence_logprobs(model, rows, dev):
     """Per-token log-probs (B, L-1) of each row's own tokens under `model`, on the prompt actually used (hinted or
     not), at the sampling temperature: the old and reference log-probs of the objective."""
-    from kernels.logprob import fused_logprobs
     out = []
     for i in range(0, len(rows), micro_batch):
         ids, targets, _ = batch_tensors(rows[i:i + micro_batch], dev)
@@ -307,24 +287,49 @@ def even_rows(rows, advantages):
     busiest one: rows without a loss token (two ids, both prompt) pad the others, with zero advantages."""
     pad = max(all_gather(len(rows))) - len(rows)
     advantages = torch.zeros(0) if advantages is None else advantages
-    return rows + [([0, 0], 2, -1)] * pad, torch.cat([advantages, advantages.new_zeros(pad)])
+    return rows + [Row([0, 0], 2)] * pad, torch.cat([advantages, advantages.new_zeros(pad)])
 
 
-def policy_update(model, optimizer, rows, advantages, ref_model, dev):
-    """ppo_epochs passes of the clipped objective over the rows, one optimiser step per pass.
-    Per token: l = -min(p A, clip(p, 1-eps_low, 1+eps_high) A) + beta KL_k3, p = exp(logp - logp_old)
-    (GHPO_SPEC.md, "The objective"; paper Eq. 1 for the sequence-mean normalisation)."""
-    from kernels.loss import policy_loss
+@dataclass
+class Policy:
+    """The model RL trains and what its update needs."""
+    model: Qwen2                        # under FSDP2: float32 shards that compute in dtype
+    optimizer: torch.optim.Optimizer    # AdamW over the float32 weights: master if there are some, else model's own
+    master: list | None = None          # float32 master weights of a model below float32 (make_policy), else None
+    ref: Qwen2 | None = None            # the frozen reference model of the KL term (kl_coef > 0)
+
+
+def learning_rate(step):
+    """The cosine schedule: linear warm-up over warmup_frac of the steps, then cosine decay from lr to 0."""
+    warmup = max(1, round(warmup_frac * rl_steps))
+    return lr * (min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / rl_steps))))
+
+
+def make_policy(model, ref=None):
+    """AdamW over the model's float32 weights. Parameters below float32 (a bfloat16 run without FSDP2) get float32
+    master copies, which AdamW updates and policy_update copies back rounded: a bfloat16 weight alone would round an
+    lr-1e-6 step away. FSDP2's shards are float32 already: they are the master weights."""
+    params = list(model.parameters())
+    master = None if params[0].dtype == torch.float32 else [p.detach().float().requires_grad_() for p in params]
+    optimizer = torch.optim.AdamW(master or params, lr=lr, betas=(beta1, beta2), eps=1e-8, weight_decay=weight_decay)
+    return Policy(model, optimizer, master, ref)
+
+
+def policy_update(policy, rows, advantages, dev):
+    """ppo_epochs passes of the clipped objective over the rows, one optimiser step per pass. Returns the pre-clip
+    gradient norm, per micro-batch loss statistics and whether the model was updated (False: a non-finite loss or
+    gradient, the update skipped). Per token (docs/method.md, "The objective"; paper Eq. 1 for the sequence mean):
+    l = -min(p A, clip(p, 1-eps_low, 1+eps_high) A) + beta KL_k3,  p = exp(logp - logp_old)."""
+    model, optimizer, master = policy.model, policy.optimizer, policy.master
     if fsdp:
         rows, advantages = even_rows(rows, advantages)
     # old log-probs are only needed when the policy moves between updates of one batch (mu > 1); with one update
     # the ratio is exactly 1, as in the released code, and the kernel uses the detached new log-probs
     old = sequence_logprobs(model, rows, dev) if ppo_epochs > 1 else None
-    ref = sequence_logprobs(ref_model, rows, dev) if kl_coef > 0 else None
-    n_tokens, n_rows = all_sum(sum(len(seq) - n for seq, n, _ in rows), sum(len(seq) > n for seq, n, _ in rows))
+    ref = sequence_logprobs(policy.ref, rows, dev) if kl_coef > 0 else None
+    n_tokens, n_rows = all_sum(sum(len(r.ids) - r.n_prompt for r in rows), sum(len(r.ids) > r.n_prompt for r in rows))
     denom = {"token": n_tokens, "sequence": n_rows, "dr_grpo": n_rows * max_new_tokens}[loss_norm]  # global
     # normaliser across micro-batches and ranks (dr_grpo: rows x the completion budget, TRL's max_completion_length)
-    params, master = list(model.parameters()), optimizer.param_groups[0]["params"]
     stats = []
     for epoch in range(ppo_epochs):
         optimizer.zero_grad(set_to_none=True)
@@ -340,52 +345,113 @@ def policy_update(model, optimizer, rows, advantages, ref_model, dev):
             if mask.any():  # even_rows' padding alone has no statistics
                 stats.append({k: float(v) for k, v in st.items()} | {"loss": loss.item()})
         sync_grads(model)
-        if master[0] is not params[0]:  # float32 master weights (main): AdamW steps them, the model gets them rounded
-            for m, p in zip(master, params):
+        if master is not None:  # AdamW steps the float32 master weights, from the model's gradients
+            for m, p in zip(master, model.parameters()):
                 m.grad = None if p.grad is None else p.grad.float()
-        grad_norm = torch.nn.utils.clip_grad_norm_(master, grad_clip)  # pre-clip norm
+        grad_norm = torch.nn.utils.clip_grad_norm_(master or list(model.parameters()), grad_clip)  # pre-clip norm
         if not torch.isfinite(grad_norm):
             optimizer.zero_grad(set_to_none=True)  # skip a non-finite update (loss or gradients), counted by the caller
             model.zero_grad(set_to_none=True)
             return float(grad_norm), stats, False
         optimizer.step()
-        if master[0] is not params[0]:
+        if master is not None:  # the model gets the new master weights, rounded to its dtype
             with torch.no_grad():
-                for m, p in zip(master, params):
+                for m, p in zip(master, model.parameters()):
                     p.copy_(m)
     return float(grad_norm), stats, True
 
 # -----------------------------------------------------------------------------
-# evaluation and diagnostics
+# one step
+
+
+@dataclass
+class StepOutcome:
+    """What one rank's share of a step leaves for the log (gathered over the ranks, in rank order)."""
+    acc: list                 # (P, G) accuracy rewards of the final groups
+    rewards: list             # (P, G) rewards: accuracy + format_reward x format
+    stage: list               # (P,) the hint stage each group ended at (0: no hint, s: hint_ratios[s-1])
+    tokens: int               # completion tokens of the final groups
+    loss_stats: list          # per micro-batch statistics of the loss (kernels/loss.py)
+    grad_norm: float          # pre-clip gradient norm (the same on every rank)
+    skipped: bool             # a non-finite loss or gradient: the update was skipped
+
+
+def sampling_model(model):
+    """The model that samples, evaluates and is saved: the trained model itself, or under FSDP2 a plain copy of its
+    gathered weights in dtype, made for one rollout or evaluation and freed after it."""
+    if not fsdp:
+        return model
+    return Qwen2.from_state_dict(model.config, full_state(model, DTYPES[dtype])).eval()
+
+
+def train_step(policy, tok, problems, step, stop_ids, generator, dev, sample=sample_groups):
+    """One step on this rank's problems: steps 1-3 (rollout_with_hints), 4 (group_advantages) and 5 (policy_update)."""
+    policy.model.eval()
+    groups, stage = rollout_with_hints(sampling_model(policy.model), tok, problems, step, stop_ids, generator, sample)
+    acc = torch.stack([g["acc"] for g in groups])  # (P, G)
+    rewards = acc + format_reward * torch.stack([g["fmt"] for g in groups])  # (P, G)
+    adv = group_advantages(rewards)  # (P, G)
+    keep = trained_groups(acc)
+    rows = pack_rows([groups[i] for i in keep])
+    row_adv = adv[keep].flatten().to(dev) if keep else None  # (rows,)
+    policy.model.train()
+    n_rows = all_sum(len(rows))[0]  # every rank takes part in the update when any rank has rows
+    grad_norm, stats, updated = policy_update(policy, rows, row_adv, dev) if n_rows else (0.0, [], False)
+    return StepOutcome(acc.tolist(), rewards.tolist(), stage, sum(int(g["mask"].sum()) for g in groups), stats,
+                       grad_norm, skipped=bool(n_rows) and not updated)
+
+
+def step_record(step, outcomes, levels, seconds, skipped_updates, lr_now):
+    """The step's line of metrics.jsonl, over all ranks' outcomes (in the global batch's order)."""
+    acc = torch.tensor([a for o in outcomes for a in o.acc])  # (B, G)
+    rewards = torch.tensor([r for o in outcomes for r in o.rewards])  # (B, G)
+    stage, stats = [s for o in outcomes for s in o.stage], [s for o in outcomes for s in o.loss_stats]
+    n_tokens = sum(o.tokens for o in outcomes)
+    return {
+        "step": step, "reward": rewards.mean().item(), "accuracy": acc.mean().item(),
+        "hinted": {str(w): sum(s == k for s in stage) / len(stage) for k, w in enumerate(hint_ratios, 1)},
+        "all_wrong": (acc.sum(1) == 0).float().mean().item(),  # groups with no signal after hints
+        "response_len": n_tokens / acc.numel(), "grad_norm": outcomes[0].grad_norm,
+        "tokens_per_s": n_tokens / seconds, "step_s": seconds, "lr": lr_now,
+        "skipped_updates": skipped_updates,  # non-finite loss or gradients: the update was skipped
+    } | mechanism(acc, stage, levels) | ({k: sum(s[k] for s in stats) / len(stats) for k in stats[0]} if stats else {})
+
+
+def print_step(record):
+    r, hinted = record, " ".join(f"{v:.2f}" for v in record["hinted"].values())
+    print(f"step {r['step']:4d} | reward {r['reward']:.3f} | acc {r['accuracy']:.3f} | hinted {hinted} | "
+          f"len {r['response_len']:.1f} | gnorm {r['grad_norm']:.3f} | {r['tokens_per_s']:.0f} tok/s | "
+          f"eta {r['step_s'] * (rl_steps - r['step'] - 1):.0f}s", flush=True)
+
+# -----------------------------------------------------------------------------
+# evaluation
 
 
 @torch.no_grad()
-def greedy_completions(model, tok, prompts, stop_ids, n_new=None, batch=256, samples=1):
-    """Greedy completions of the prompts; with samples > 1, that many samples of each (prompt-major) at
-    eval_temperature, top_p 0.95, from a generator seeded with `seed`."""
-    from rollout import sample_groups
+def completions(model, tok, prompt_list, stop_ids, samples=1, n_new=None, batch=256, sample=sample_groups):
+    """The evaluation's completions of the prompts (token id lists): one greedy completion each, or with samples > 1
+    that many samples each (prompt-major) at eval_temperature, top_p 0.95, from a generator seeded with `seed`."""
     texts = []
     generator = torch.Generator(device=model.lm_head.weight.device).manual_seed(seed)
     step = max(1, batch // samples)
-    for i in range(0, len(prompts), step):
-        out = sample_groups(model, prompts[i:i + step], samples, n_new or max_new_tokens,
-                            temperature=0.0 if samples == 1 else eval_temperature, top_p=1.0 if samples == 1 else 0.95,
-                            stop_ids=stop_ids, generator=generator)
+    for i in range(0, len(prompt_list), step):
+        out = sample(model, prompt_list[i:i + step], samples, n_new or max_new_tokens,
+                     temperature=0.0 if samples == 1 else eval_temperature, top_p=1.0 if samples == 1 else 0.95,
+                     stop_ids=stop_ids, generator=generator)
         texts += [tok.decode(t[m].tolist(), skip_special_tokens=True) for t, m in zip(out["tokens"], out["mask"])]
     return texts
 
 
-def evaluate(model, tok, eval_sets, stop_ids, ratio=0.0):
+def evaluate(model, tok, eval_sets, stop_ids, ratio=0.0, sample=sample_groups):
     """Accuracy per split without hints (ratio 0): greedy, except aime24 (the mean of aime_samples samples), plus the
     `mean` over the benchmarks or the `easy`/`hard` aggregates. Ranks evaluate every world-th problem, counts summed."""
-    from data.datasets import PAPER_BENCHMARKS
     model.eval()
     rank, world = rank_world()
     acc = {}
     for name, problems in eval_sets.items():
         mine, k = problems[rank::world], aime_samples if name == "aime24" else 1
-        texts = greedy_completions(model, tok, [tok.encode(prompt_text(p, ratio)).ids for p in mine], stop_ids,
-                                   samples=k)
+        texts = completions(model, tok, [prompt_ids(tok, p, ratio) for p in mine], stop_ids, samples=k,
+                            sample=sample)
         right, n = all_sum(sum(grade(t, p) for t, p in zip(texts, [p for p in mine for _ in range(k)])), len(texts))
         acc[name] = right / max(n, 1)
     names = [n for n in benchmarks if n in eval_sets]
@@ -406,7 +472,6 @@ def split_means(acc, eval_sets):
 
 def table_columns(eval_sets):
     """The paper's benchmarks in its order, their mean, then the extras (GSM8K) or the demo's levels and splits."""
-    from data.datasets import PAPER_BENCHMARKS
     paper = [n for n in PAPER_BENCHMARKS if n in eval_sets]
     return paper + ["mean"] + [n for n in eval_sets if n not in paper] + ["easy", "hard"]
 
@@ -422,160 +487,161 @@ def print_table(title, rows, columns):
         print(f"{name:>{r}}" + "".join(f"{vals[c]:>{w}.3f}" if c in vals else f"{'-':>{w}}" for c in columns))
 
 # -----------------------------------------------------------------------------
-# data
+# setup: settings, data, the starting model and checkpoints
+
+
+def check_setup(world):
+    """Errors a run can know before it loads anything, each one line."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device='cuda' but torch finds no CUDA GPU here; pass --device=cpu to run on the CPU")
+    if not os.path.isfile(os.path.join(init_from, "config.json")):
+        raise UsageError(f"init_from: no checkpoint folder (config.json, *.safetensors, tokenizer.json) at "
+                         f"{init_from!r}")
+    if prompts_per_step % world:
+        raise UsageError(f"prompts_per_step={prompts_per_step} must be a multiple of the {world} processes")
+    if fsdp and world == 1:
+        raise UsageError("fsdp=True shards the model over torchrun's processes: use torchrun --nproc_per_node=N>1")
 
 
 def load_task():
     """Training problems and held-out evaluation sets {split name: problems}."""
     if task == "arith":  # the CPU demo's task (data/arith.py)
-        return demo_base.arith_task(train_levels, eval_levels, eval_per_level)
-    from data.datasets import math_task  # task=math: a training file in MATH format; the benchmarks in data/
-    return math_task(train_file, train_levels, benchmarks, bench_limit, eval_only, gpqa_file)
+        return arith_task(train_levels, eval_levels, eval_per_level)
+    return math_task(train_file, train_levels, benchmarks, bench_limit, eval_only, gpqa_file)  # data/datasets.py
+
+
+def load_model(folder, dev, as_dtype=None):
+    """A Hugging Face folder's model (model.py) in as_dtype (default: dtype, or float32 shards under FSDP2); a missing
+    or unreadable file is one line naming it."""
+    try:
+        return Qwen2.from_pretrained(folder, dtype=as_dtype or (torch.float32 if fsdp else DTYPES[dtype]), device=dev)
+    except (OSError, ValueError) as e:
+        raise UsageError(str(e)) from e
+
+
+def open_tokenizer(folder):
+    """A folder's tokenizer.json (model.py); a missing or unreadable file is one line naming it."""
+    try:
+        return load_tokenizer(folder)
+    except (OSError, ValueError) as e:
+        raise UsageError(str(e)) from e
+
+
+def load_start(cfg, world, dev):
+    """The model RL starts from: init_from, or with resume the newest intact checkpoint in out_dir (skipping, with one
+    line, any whose files cannot be read). Returns (model, checkpoint folder or None, its state or None)."""
+    unreadable = []
+    for ckpt in checkpoint.newest_first(out_dir) if resume else []:
+        try:
+            state = checkpoint.read_state(ckpt)  # checkpoint.Unreadable for a file that is not a checkpoint's
+            model = load_model(os.path.join(ckpt, "model"), dev)
+        except UsageError as e:
+            unreadable.append(str(e))
+            continue
+        checkpoint.check_state(ckpt, state, cfg, init_from, world)  # written by another run: an error, no fallback
+        if unreadable and rank_world()[0] == 0:
+            print(f"{unreadable[0]}: resuming from the newest intact checkpoint, {ckpt}")
+        return model, ckpt, state
+    if unreadable:
+        raise UsageError(f"{unreadable[0]}; no intact checkpoint left in {out_dir} to resume from")
+    return load_model(init_from, dev), None, None
+
+
+def evaluate_only(model, tok, eval_sets, stop_ids, summary, sample):
+    """eval_only: the paper's table (one column per benchmark, then the mean) of the starting model, no hints."""
+    summary["eval"] = evaluate(sampling_model(model), tok, eval_sets, stop_ids, sample=sample)
+    summary["eval_rows"] = {k: len(v) for k, v in eval_sets.items()}
+    columns = [c for c in table_columns(eval_sets) if c in summary["eval"]]
+    print_table(f"eval (no hints; greedy, aime24 mean of {aime_samples} samples)",
+                {os.path.basename(summary["model"].rstrip("/")): summary["eval"]}, columns)
+    if rank_world()[0] == 0:
+        checkpoint.write_json(os.path.join(out_dir, "summary.json"), summary)
+    close()
+    return summary
 
 # -----------------------------------------------------------------------------
 # the loop
 
 
-def main(argv):
+def main(argv, sample=sample_groups):
+    """A whole run (`sample` stands in for rollout.sample_groups, e.g. a test's scripted sampler)."""
     if "--help" in argv or "-h" in argv:
-        return print(configurator.help_text([__file__, demo_base.__file__], __doc__.strip()))
+        return print(configurator.help_text([sys.modules[__name__]], __doc__.strip()))
     cfg = configure(argv)
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("device='cuda' but torch finds no CUDA GPU here; pass --device=cpu to run on the CPU")
-    if init_from != "scratch" and not os.path.isfile(os.path.join(init_from, "config.json")):
-        raise UsageError(f"init_from: no checkpoint folder (config.json, *.safetensors, tokenizer.json) at "
-                         f"{init_from!r}; or 'scratch' for the demo's base model")
-    from model import Qwen2, load_tokenizer, stop_token_ids
     if threads:
         torch.set_num_threads(threads)
     t_start = time.time()
     rank, world = setup(device)  # under torchrun: one process per GPU (or per CPU slice)
-    master = rank == 0
-    if prompts_per_step % world:
-        raise UsageError(f"prompts_per_step={prompts_per_step} must be a multiple of the {world} processes")
-    if fsdp and world == 1:
-        raise UsageError("fsdp=True shards the model over torchrun's processes: use torchrun --nproc_per_node=N>1")
+    check_setup(world)
     os.makedirs(out_dir, exist_ok=True)
     dev = torch.device(device, torch.cuda.current_device()) if device == "cuda" else torch.device(device)
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     train, eval_sets = load_task()
-    # the starting model: a Hugging Face folder, or the demo's SFT base model (trained once by rank 0, then cached)
-    scratch = init_from == "scratch"
-    base_folder = all_gather(demo_base.base_folder(sys.modules[__name__]) if scratch and master else init_from)[0]
-    ckpt = checkpoint.latest(out_dir) if resume else None
-    state = checkpoint.load(ckpt, cfg, base_folder, world) if ckpt else None  # atomic; --resume=True
-    model = Qwen2.from_pretrained(os.path.join(ckpt, "model") if ckpt else base_folder,
-                                  dtype=torch.float32 if fsdp else torch_dtype, device=dev)
-    tok = load_tokenizer(base_folder)
+    model, ckpt, state = load_start(cfg, world, dev)
+    tok = open_tokenizer(init_from)
     stop_ids = stop_token_ids(tok)
-    ref_model = Qwen2.from_pretrained(base_folder, dtype=torch_dtype, device=dev).eval() if kl_coef > 0 else None
+    ref_model = load_model(init_from, dev, DTYPES[dtype]).eval() if kl_coef > 0 else None
     if fsdp:  # FSDP2 (distributed.py): float32 shards, the master weights; each unit computes in dtype
-        model, ref_model = shard(model, torch_dtype), ref_model and shard(ref_model, torch_dtype)
-    # the model that samples, evaluates and is saved: the training model itself, or under FSDP2 a plain copy of its
-    # gathered weights in dtype, made once per rollout phase and freed before the update
-    sampler = lambda: Qwen2.from_state_dict(model.config, full_state(model, torch_dtype)).eval() if fsdp else model
+        model, ref_model = shard(model, DTYPES[dtype]), ref_model and shard(ref_model, DTYPES[dtype])
     summary = {"method": method, "seed": seed, "config": cfg}
-    columns = table_columns(eval_sets)
+    if eval_only:
+        summary["model"] = os.path.join(ckpt, "model") if ckpt else init_from
+        return evaluate_only(model, tok, eval_sets, stop_ids, summary, sample)
 
-    if eval_only:  # the paper's table: one column per benchmark, then the mean
-        summary["model"] = os.path.join(ckpt, "model") if ckpt else base_folder
-        summary["eval"] = evaluate(sampler(), tok, eval_sets, stop_ids)
-        summary["eval_rows"] = {k: len(v) for k, v in eval_sets.items()}
-        print_table(f"eval (no hints; greedy, aime24 mean of {aime_samples} samples)", {os.path.basename(
-            summary["model"].rstrip("/")): summary["eval"]}, [c for c in columns if c in summary["eval"]])
-        if master:
-            checkpoint.write_json(os.path.join(out_dir, "summary.json"), summary)
-        close()
-        return summary
-
-    # before RL: the base model's accuracy, and the diagnostics (a resumed run has them in its checkpoint)
-    if state:
-        summary |= state["summary"]
-    else:
-        summary["eval_before"] = evaluate(sampler(), tok, eval_sets, stop_ids)
-    columns = [c for c in columns if c in summary["eval_before"]]
+    # before RL: the starting model's accuracy (a resumed run has it in its checkpoint)
+    summary |= state["summary"] if state else {"eval_before": evaluate(sampling_model(model), tok, eval_sets, stop_ids,
+                                                                       sample=sample)}
+    columns = [c for c in table_columns(eval_sets) if c in summary["eval_before"]]
     print_table("eval before RL (no hints)", {"base": summary["eval_before"]}, columns)
-    if master and task == "arith":
-        demo_base.check_recorded(base_folder, summary["eval_before"])  # a shipped base: is it the measured model?
-    if probe_per_level and task == "arith" and not state:  # does GHPO have anything to work with? (probes.py)
-        summary |= probes.run_all(sys.modules[__name__], sampler(), tok, eval_sets, stop_ids, columns)
+    if rank == 0 and task == "arith":  # a demo base with a made.json: is it the recorded model, taught these prompts?
+        check_record(init_from, summary["eval_before"], cfg)
 
     order = problem_order(train)
     generator = torch.Generator(device=dev).manual_seed(seed + 100003 * rank)  # one sampling stream per rank
-    params = list(model.parameters())  # below float32, AdamW updates float32 master copies (policy_update)
-    weights = params if params[0].dtype == torch.float32 else [p.detach().float().requires_grad_() for p in params]
-    optimizer = torch.optim.AdamW(weights, lr=lr, betas=(beta1, beta2), eps=1e-8, weight_decay=weight_decay)
-    warmup = max(1, round(warmup_frac * rl_steps))
-    schedule = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / rl_steps)))
+    policy = make_policy(model, ref_model)
     if state and fsdp:  # its float32 weights and AdamW moments, each rank reading its own shards
-        checkpoint.load_sharded(ckpt, model, optimizer)
-    start, skipped_updates = checkpoint.restore(state, optimizer, weights, generator, rank) if state else (0, 0)
-    if state and master:
+        checkpoint.load_sharded(ckpt, model, policy.optimizer)
+    start, skipped_updates = checkpoint.restore(state, policy.optimizer, policy.master, generator, rank) if state \
+        else (0, 0)
+    if state and rank == 0:
         print(f"resumed from {ckpt} at step {start}")
-    metrics_file = checkpoint.metrics_log(out_dir, start) if master else None  # cut back to the checkpoint's step
+    metrics_file = checkpoint.metrics_log(out_dir, start) if rank == 0 else None  # cut back to the checkpoint's step
     per_rank = prompts_per_step // world
-    ckpt_state = lambda: {"config": summary["config"], "base": base_folder, "skipped_updates": skipped_updates,
-                          "summary": {k: v for k, v in summary.items() if k not in ("config",)}}
+
+    def save(step, full):
+        """A checkpoint after `step` steps (full: the gathered model under FSDP2)."""
+        state = {"config": cfg, "base": init_from, "skipped_updates": skipped_updates,
+                 "summary": {k: v for k, v in summary.items() if k != "config"}}
+        checkpoint.save(out_dir, step, model, policy.optimizer, policy.master, generator, state, init_from, full)
 
     for step in range(start, rl_steps):
         t0 = time.time()
-        for group in optimizer.param_groups:
-            group["lr"] = lr * schedule(step)
-        model.eval()
+        for group in policy.optimizer.param_groups:
+            group["lr"] = learning_rate(step)
         batch = [order[(step * prompts_per_step + i) % len(order)] for i in range(prompts_per_step)]
         problems = batch[rank * per_rank:(rank + 1) * per_rank]  # this rank's slice: whole groups on one rank
-        groups, stage = rollout_with_hints(sampler(), tok, problems, step, stop_ids, generator)
-        acc = torch.stack([g["acc"] for g in groups])  # (P, G)
-        rewards = acc + format_reward * torch.stack([g["fmt"] for g in groups])  # (P, G)
-        adv = group_advantages(rewards)  # (P, G)
-        keep = trained_groups(acc)
-        rows = pack_rows([groups[i] for i in keep])
-        row_adv = adv[keep].flatten().to(dev) if keep else None  # (rows,)
-        model.train()
-        n_rows = all_sum(len(rows))[0]  # every rank takes part in the update when any rank has rows
-        grad_norm, stats, updated = (policy_update(model, optimizer, rows, row_adv, ref_model, dev)
-                                     if n_rows else (0.0, [], False))
-        skipped_updates += not updated and bool(n_rows)
-
-        # the step's metrics over all ranks, in the global batch's order
-        parts = all_gather((acc.tolist(), rewards.tolist(), stage, sum(int(g["mask"].sum()) for g in groups), stats))
-        acc, rewards = torch.tensor([a for p in parts for a in p[0]]), torch.tensor([r for p in parts for r in p[1]])
-        stage, stats = [s for p in parts for s in p[2]], [s for p in parts for s in p[4]]
-        n_tokens = sum(p[3] for p in parts)
-        dt = time.time() - t0
-        record = {
-            "step": step, "reward": rewards.mean().item(), "accuracy": acc.mean().item(),
-            "hinted": {str(w): sum(s == k for s in stage) / len(stage) for k, w in enumerate(hint_ratios, 1)},
-            "all_wrong": (acc.sum(1) == 0).float().mean().item(),  # groups with no signal after hints
-            "response_len": n_tokens / acc.numel(), "grad_norm": grad_norm,
-            "tokens_per_s": n_tokens / dt, "step_s": dt, "lr": optimizer.param_groups[0]["lr"],
-            "skipped_updates": skipped_updates,  # non-finite loss or gradients: the update was skipped
-        } | mechanism(acc, stage, [p["level"] for p in batch]) | ({k: sum(s[k] for s in stats) / len(stats)
-                                                                  for k in stats[0]} if stats else {})
-        if master:
+        outcome = train_step(policy, tok, problems, step, stop_ids, generator, dev, sample)
+        skipped_updates += outcome.skipped
+        record = step_record(step, all_gather(outcome), [p["level"] for p in batch], time.time() - t0,
+                             skipped_updates, policy.optimizer.param_groups[0]["lr"])
+        if rank == 0:
             print(json.dumps(record), file=metrics_file, flush=True)
-            hinted = " ".join(f"{v:.2f}" for v in record["hinted"].values())
-            print(f"step {step:4d} | reward {record['reward']:.3f} | acc {record['accuracy']:.3f} | hinted {hinted} | "
-                  f"len {record['response_len']:.1f} | gnorm {grad_norm:.3f} | {record['tokens_per_s']:.0f} tok/s | "
-                  f"eta {dt * (rl_steps - step - 1):.0f}s", flush=True)
+            print_step(record)
         if eval_interval and (step + 1) % eval_interval == 0 and step + 1 < rl_steps:
-            mid = evaluate(sampler(), tok, eval_sets, stop_ids)
-            if master:
+            mid = evaluate(sampling_model(model), tok, eval_sets, stop_ids, sample=sample)
+            if rank == 0:
                 print("eval", " ".join(f"{k} {v:.3f}" for k, v in mid.items()))
                 print(json.dumps({"step": step, "eval": mid}), file=metrics_file, flush=True)
         if ckpt_interval and (step + 1) % ckpt_interval == 0:
-            checkpoint.save(out_dir, step + 1, model, optimizer, generator, ckpt_state(), base_folder,
-                            full=sampler() if fsdp else None)
+            save(step + 1, sampling_model(model) if fsdp else None)
 
-    final = sampler()
-    checkpoint.save(out_dir, rl_steps, model, optimizer, generator, ckpt_state(), base_folder,  # resume: only evaluates
-                    full=final if fsdp else None)
-    summary["eval_after"] = evaluate(final, tok, eval_sets, stop_ids)
+    final = sampling_model(model)
+    save(rl_steps, final if fsdp else None)  # a resumed finished run only evaluates
+    summary["eval_after"] = evaluate(final, tok, eval_sets, stop_ids, sample=sample)
     print_table("eval (no hints)", {"before": summary["eval_before"], "after": summary["eval_after"]}, columns)
     summary |= {"skipped_updates": skipped_updates, "wall_seconds": time.time() - t_start}
-    if master:
+    if rank == 0:
         final.save_pretrained(os.path.join(out_dir, "model"))  # under FSDP2: the gathered weights, in dtype
-        shutil.copy2(os.path.join(base_folder, "tokenizer.json"), os.path.join(out_dir, "model"))
+        shutil.copy2(os.path.join(init_from, "tokenizer.json"), os.path.join(out_dir, "model"))
         checkpoint.write_json(os.path.join(out_dir, "summary.json"), summary)
         metrics_file.close()
         print(f"done in {summary['wall_seconds']:.0f}s -> {out_dir}/summary.json")
@@ -583,11 +649,11 @@ def main(argv):
     return summary
 
 
-def cli(argv):
+def cli(argv, sample=sample_groups):
     """`python ghpo.py ...`: main(argv), and for a bad setting, file or argument one line on stderr and exit status 2
     (with --debug=True or GHPO_DEBUG=1 the traceback instead)."""
     try:
-        main(argv)
+        main(argv, sample)
     except UsageError as e:
         if debug or "--debug=True" in argv or os.environ.get("GHPO_DEBUG"):
             raise

@@ -49,6 +49,8 @@ class Qwen2Config:
 
 def config_from_hf(hf: dict, source: str = "config.json") -> Qwen2Config:
     """Build a Qwen2Config from a Hugging Face config.json dict; unsupported features are errors, not surprises."""
+    if not isinstance(hf, dict):
+        raise ValueError(f"{source}: expected a JSON object, got {type(hf).__name__}")
     archs = hf.get("architectures") or [None]
     if archs[0] not in SUPPORTED_ARCHITECTURES and hf.get("model_type") != "qwen2":
         raise ValueError(f"{source}: architecture {archs[0]!r} (model_type {hf.get('model_type')!r}) is not "
@@ -68,6 +70,11 @@ def config_from_hf(hf: dict, source: str = "config.json") -> Qwen2Config:
                            "num_attention_heads") if k not in kwargs]
     if missing:
         raise ValueError(f"{source}: missing required key(s) {', '.join(missing)}")
+    sizes = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+             "num_key_value_heads", "head_dim", "max_position_embeddings")
+    bad = [f"{k}={kwargs[k]!r}" for k in sizes if k in kwargs and (type(kwargs[k]) is not int or kwargs[k] < 0)]
+    if bad or not isinstance(theta, (int, float)) or isinstance(theta, bool):
+        raise ValueError(f"{source}: not a size: {', '.join(bad) or f'rope_theta={theta!r}'}")
     kwargs.setdefault("num_key_value_heads", hf["num_attention_heads"])
     kwargs.setdefault("tie_word_embeddings", False)   # transformers' Qwen2Config default
     return Qwen2Config(rope_theta=float(theta), **kwargs)
@@ -304,10 +311,10 @@ class Qwen2(nn.Module):
         cfg_path = os.path.join(path, "config.json")
         if not os.path.isfile(cfg_path):
             raise FileNotFoundError(f"{cfg_path}: not found (a Hugging Face checkpoint folder needs config.json)")
-        with open(cfg_path) as f:
+        with open(cfg_path, "rb") as f:
             try:
-                hf = json.load(f)
-            except json.JSONDecodeError as e:
+                hf = json.loads(f.read())
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise ValueError(f"{cfg_path}: invalid JSON ({e})") from None
         config = config_from_hf(hf, cfg_path)
         if dtype is None:
@@ -396,8 +403,12 @@ def load_safetensors(path):
     """name -> (tensor, file) from model.safetensors or the shards listed in model.safetensors.index.json."""
     single, index = os.path.join(path, "model.safetensors"), os.path.join(path, "model.safetensors.index.json")
     if os.path.isfile(index):
-        with open(index) as f:
-            weight_map = json.load(f).get("weight_map")
+        with open(index, "rb") as f:
+            try:
+                weight_map = json.loads(f.read())
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ValueError(f"{index}: invalid JSON ({e})") from None
+        weight_map = weight_map.get("weight_map") if isinstance(weight_map, dict) else None
         if not isinstance(weight_map, dict):
             raise ValueError(f"{index}: no 'weight_map' object")
         files = sorted(set(weight_map.values()))
@@ -411,7 +422,11 @@ def load_safetensors(path):
         file = os.path.join(path, name)
         if not os.path.isfile(file):
             raise FileNotFoundError(f"{file}: listed in {index} but not found")
-        for k, t in load_file(file).items():
+        try:
+            loaded = load_file(file)
+        except Exception as e:  # safetensors' SafetensorError or an OSError: cut short, overwritten, not safetensors
+            raise ValueError(f"{file}: not a readable safetensors file ({e})") from None
+        for k, t in loaded.items():
             tensors[k] = (t, file)
     return tensors
 
@@ -420,11 +435,15 @@ def load_safetensors(path):
 
 
 def load_tokenizer(path):
+    """The `tokenizers` tokenizer of a folder's tokenizer.json."""
     from tokenizers import Tokenizer
     file = os.path.join(path, "tokenizer.json")
     if not os.path.isfile(file):
         raise FileNotFoundError(f"{file}: not found")
-    return Tokenizer.from_file(file)
+    try:
+        return Tokenizer.from_file(file)
+    except Exception as e:  # the tokenizers library raises a bare Exception for a file it cannot parse
+        raise ValueError(f"{file}: not a readable tokenizer.json ({e})") from None
 
 
 def chat_prompt(messages, add_generation_prompt=True):

@@ -1,7 +1,8 @@
 """
-One RL step end to end: ghpo.py's step (rollout_with_hints -> group_advantages -> pack_rows -> policy_update, the lines
-of ghpo.main's loop) against TRL's GRPOTrainer, on the same random-weight Qwen2 (~5M parameters: hidden 256, 4 layers,
-4 heads, 2 KV heads, MLP 1024, vocab 4096, tied head) saved once as a Hugging Face folder that both load.
+One RL step end to end: ghpo.py's step (ghpo.train_step: rollout_with_hints -> group_advantages -> pack_rows ->
+policy_update, as ghpo.main's loop calls it) against TRL's GRPOTrainer, on the same random-weight Qwen2 (~5M
+parameters: hidden 256, 4 layers, 4 heads, 2 KV heads, MLP 1024, vocab 4096, tied head) saved once as a Hugging Face
+folder that both load.
 Plain GRPO on both sides: 8 prompts x G=8, up to 64 new tokens, temperature 1, top_k 50, top_p 1, beta 0 (no
 reference model), one update per batch (ratio 1), token-mean loss (TRL loss_type "dapo"), group-std advantages,
 AdamW lr 5e-5 (torch's default AdamW on both sides), grad clip 1, float32, no gradient checkpointing.
@@ -85,18 +86,18 @@ def problems(step):
 
 def run_ghpo(args):
     import ghpo
-    import kernels.loss
     import rollout
     from model import Qwen2, load_tokenizer, stop_token_ids
     ghpo.method, ghpo.group_size, ghpo.max_new_tokens, ghpo.temperature = "grpo", G, NEW, 1.0
     ghpo.top_k, ghpo.top_p, ghpo.prompts_per_step, ghpo.micro_batch = TOP_K, 1.0, P, P * G
     ghpo.ppo_epochs, ghpo.kl_coef, ghpo.loss_norm, ghpo.format_reward, ghpo.lr = 1, 0.0, "token", 1.0, LR
+    ghpo.hint_in_answer = False  # the prompts as the released code writes them (no hint is given: method grpo)
     dev = torch.device("cpu")
     model = Qwen2.from_pretrained(args.folder, dtype=torch.float32)
     tok = load_tokenizer(args.folder)
     stop_ids = stop_token_ids(tok)
     generator = torch.Generator().manual_seed(0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    policy = ghpo.make_policy(model)  # AdamW (0.9, 0.999), eps 1e-8, no weight decay
 
     # timing probes: wrappers around the functions the step calls (each only takes a timestamp)
     t = {}
@@ -109,13 +110,13 @@ def run_ghpo(args):
             add(key, time.perf_counter() - t0)
             return out
         return wrapper
-    rollout.sample_groups = timed(rollout.sample_groups, "sampling")
+    sample = timed(rollout.sample_groups, "sampling")  # passed to the step
     ghpo.sample_and_score = timed(ghpo.sample_and_score, "sample_and_score")
     marks = {}
     model.register_forward_pre_hook(lambda m, a: marks.__setitem__("fwd", time.perf_counter()) if m.training else None)
     model.register_forward_hook(lambda m, a, o: add("forward", time.perf_counter() - marks["fwd"])
                                 if m.training else None)
-    loss_fn, clip_fn, step_fn = kernels.loss.policy_loss, torch.nn.utils.clip_grad_norm_, optimizer.step
+    loss_fn, clip_fn, step_fn = ghpo.policy_loss, torch.nn.utils.clip_grad_norm_, policy.optimizer.step
     def loss_probe(*a, **k):
         marks["loss"] = time.perf_counter()
         return loss_fn(*a, **k)
@@ -125,21 +126,13 @@ def run_ghpo(args):
         out = clip_fn(*a, **k)
         add("optimizer", time.perf_counter() - now)
         return out
-    kernels.loss.policy_loss, torch.nn.utils.clip_grad_norm_ = loss_probe, clip_probe
-    optimizer.step = timed(step_fn, "optimizer")
+    ghpo.policy_loss, torch.nn.utils.clip_grad_norm_ = loss_probe, clip_probe
+    policy.optimizer.step = timed(step_fn, "optimizer")
 
     def step(s):
-        # ghpo.main's loop body for one step (method grpo: no hints), minus logging
-        model.eval()
-        groups, stage = ghpo.rollout_with_hints(model, tok, problems(s), s, stop_ids, generator)
-        acc = torch.stack([g["acc"] for g in groups])  # (P, G)
-        rewards = acc + ghpo.format_reward * torch.stack([g["fmt"] for g in groups])  # (P, G)
-        adv = ghpo.group_advantages(rewards)  # (P, G)
-        keep = ghpo.trained_groups(acc)
-        rows = ghpo.pack_rows([groups[i] for i in keep])
-        model.train()
-        ghpo.policy_update(model, optimizer, rows, adv[keep].flatten().to(dev), None, dev)
-        return rewards, sum(int(g["mask"].sum()) for g in groups) / (P * G)
+        # ghpo.main's step (method grpo: no hints), without its logging
+        out = ghpo.train_step(policy, tok, problems(s), s, stop_ids, generator, dev, sample)
+        return torch.tensor(out.rewards), out.tokens / (P * G)
 
     return loop(args, step, t)
 
@@ -175,11 +168,12 @@ def run_trl(args):
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
-    from ghpo import prompt_text
+    import prompts
     from verify import verify
     transformers.logging.set_verbosity_error()
     steps = args.warmup + args.steps + args.profile  # a profiled step is one more
-    data = datasets.Dataset.from_list([dict(prompt=prompt_text(p), answer=p["answer"])
+    fmt = prompts.PromptFormat()  # no hint: the problem, then a newline, as on ghpo's side
+    data = datasets.Dataset.from_list([dict(prompt=prompts.prompt_text(p, 0.0, fmt), answer=p["answer"])
                                        for s in range(steps) for p in problems(s)])
 
     def accuracy(completions, answer, **kw):

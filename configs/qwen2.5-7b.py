@@ -1,6 +1,6 @@
 # The paper's headline run: Qwen2.5-7B (base) trained with GHPO on MATH levels 3-5 with worked solutions, evaluated
 # without hints. 8 GPUs of 80 GB under FSDP2:  torchrun --standalone --nproc_per_node=8 ghpo.py --config qwen2.5-7b.py
-# Hyperparameters: GHPO_SPEC.md "Hyperparameters of the released 7B recipe". Put the Hugging Face folder
+# Hyperparameters: docs/method.md, "The released 7B recipe". Put the Hugging Face folder
 # (config.json, *.safetensors, tokenizer.json) at init_from, or pass --init_from=PATH.
 #
 # Memory per GPU (estimates, python bench/memory_7b.py; not yet run on GPUs). Qwen2.5-7B: 7.62B parameters (28 layers, width 3584, MLP 18944,
@@ -44,6 +44,7 @@ top_p = 1.0
 format_reward = 0.5           # accuracy 1.0 + format 0.5
 method = "ghpo"
 hint_ratios = (0.25, 0.5, 0.75)
+hint_in_answer = False        # the released code: the hint follows its template in the user message
 start_hint_step = 0
 # optimisation (recipe: AdamW 0.9/0.999, eps 1e-8, no weight decay, lr 1e-6 cosine with 10% warm-up, clip 1.0)
 lr = 1e-6

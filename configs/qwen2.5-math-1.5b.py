@@ -1,7 +1,7 @@
 # GHPO on a real checkpoint: Qwen2.5-Math-1.5B trained on MATH levels 3-5 with worked solutions (the paper's data),
 # evaluated without hints on the paper's six benchmarks (AIME24, MATH-500, OlympiadBench, AMC23, Minerva, GPQA-Diamond:
 # its CSV is not shipped, README) and GSM8K as an extra. One 80 GB GPU.
-# Hyperparameters: GHPO_SPEC.md "Hyperparameters of the released 7B recipe", with the batch scaled down to one GPU.
+# Hyperparameters: docs/method.md, "The released 7B recipe", with the batch scaled down to one GPU.
 # Put the Hugging Face folder (config.json, *.safetensors, tokenizer.json) at init_from, or pass --init_from=PATH.
 out_dir = "out/qwen2.5-math-1.5b"
 init_from = "checkpoints/Qwen2.5-Math-1.5B"
@@ -29,6 +29,7 @@ format_reward = 0.5           # the paper's reward: accuracy 1.0 + format 0.5, t
 format_pattern = r"^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$"  # of the system prompt's tag format
 method = "ghpo"
 hint_ratios = (0.25, 0.5, 0.75)
+hint_in_answer = False        # the released code: the hint follows its template in the user message
 start_hint_step = 0
 # optimisation (recipe: AdamW 0.9/0.999, eps 1e-8, no weight decay, lr 1e-6 cosine with 10% warm-up, clip 1.0)
 lr = 1e-6

@@ -1,31 +1,14 @@
-# The CPU demo (README, "The CPU demo"; docs/demo.md, first section): a 0.8M-parameter Qwen2 on a countdown task of
-# repeated modular addition (data/arith.py), one `37+8=45, 4 left` line per step; RL and evaluation on levels 1-3
-# (easy) and 7-9 (hard), no level in between.
-# The base model half-knows the hard levels by design: it reads levels 1-3 solved correctly and, in 30% of its
-# examples, a level 7-9 problem solved by a careless student whose every step slips (its result one too high) with
-# probability 0.6, so it gets a hard step right with probability about 0.4, a rate its data set. Unhinted, 7-9 right
-# steps in a row are rare at temperature 1 (GRPO's hard groups are mostly all wrong); a 0.75 hint leaves two or three,
-# and the steps GHPO then practises are the kind the unhinted problem needs.
-# RL starts from the shipped base model data/small_base/ (base b0 of docs/demo.md, made by `python -m data.demo_base
-# data/small_base --config small.py --threads=1`), so every machine starts from the same weights; its made.json says
-# where it was made and what it scored there, and the run prints that beside what it scores here.
-# --init_from=scratch trains the base from this recipe instead (cached in out/base); compare.py --base_seeds=0,1,2
-# compares over several such bases.
-# Every key not set here (the model, 60 RL steps, G = 8, lr 5e-5) is ghpo.py's default.
+# The CPU demo (README, "The CPU demo"; docs/demo.md): ghpo.py's defaults, written out here so that the README's
+# command names it. A 0.8M-parameter Qwen2 on a countdown task of repeated modular addition (data/arith.py), one
+# `37+8=45, 4 left` line per step; RL (60 steps of 16 prompts x 8 samples, lr 5e-5) and evaluation (100 held-out
+# problems per level, greedy, no hints) on levels 1-3 (easy) and 7-9 (hard), no level in between. Hints open the
+# answer (hint_in_answer=True): the first round(steps x w) step lines, from which the model continues.
+# RL starts from the shipped base model data/small_base/ (init_from), made by `python -m data.demo_base` at 1 thread
+# on an AVX-512 Xeon: it read levels 1-3 solved correctly and, in 30% of its examples, levels 7-9 solved by a careless
+# student whose every step slips (one too high) with probability 0.6, so it gets a hard step right about 0.4 of the
+# time. Unhinted, 7-9 right steps in a row are rare at temperature 1 (GRPO's hard groups are mostly all wrong); a 0.75
+# hint leaves two or three, and the steps GHPO then practises are the kind the unhinted problem needs. Its made.json
+# says where it was made and what it scored there; the run prints that beside what it scores here.
+# Another base of the recipe: `python -m data.demo_base [--base_seed=S]`, then --init_from=<the folder it prints>;
+# compare.py --base_seeds=0,1,2 does that for several.
 out_dir = "out/small"
-init_from = "data/small_base"
-countdown = True
-hint_in_answer = True
-train_levels = (1, 2, 3, 7, 8, 9)
-eval_levels = (1, 2, 3, 7, 8, 9)
-hard_levels = (7, 8, 9)
-eval_per_level = 100
-probe_per_level = 50
-prompts_per_step = 16
-base_steps = 800
-base_lr = 2e-3
-base_hint_frac = 0.5
-base_slip_frac = 0.3
-base_slip_levels = (7, 8, 9)
-base_slip_rate = 0.6
-max_new_tokens = 120

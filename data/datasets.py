@@ -3,7 +3,8 @@ Loaders for jsonl datasets in MATH / GSM8K format -> a list of problems {problem
 
 Every row needs a problem text and a gold answer that verify.py can read. A row whose gold answer is empty or cannot
 be parsed is skipped and counted: the released GHPO code instead gives it a NaN reward, and such a group is then never
-hinted (GHPO_SPEC.md, pitfall 1). A malformed file is an error that names the file and the line.
+hinted (docs/method.md, "Where the released code and the paper differ"). A malformed file is an error that names
+the file and the line.
 """
 import csv
 import json

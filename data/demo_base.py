@@ -1,142 +1,168 @@
 """
-The CPU demo's base model (init_from = "scratch" in ghpo.py): a tiny Qwen2 trained by SFT on worked solutions of
-the demo task (data/arith.py), cached under base_cache by a hash of every setting and line of code that defines it.
+The CPU demo's base model: a tiny Qwen2 trained by SFT on worked solutions of the demo task (data/arith.py), made by
+a command of its own before any RL, as nanoGPT prepares its data before training.
 
-A real run starts from a pretrained checkpoint instead and never reads this file. The demo's base has to know the
-task's format, the hint format and the easy levels, and to fail the hard levels in a way hints can help with:
-docs/demo.md tells how each setting below was found. The settings are set like ghpo.py's, from a config file or
-with --key=value (configurator.py).
+    python -m data.demo_base                          # the shipped base's recipe -> out/base/<key>/ (printed)
+    python -m data.demo_base --base_seed=1            # another base of the same recipe
+    python ghpo.py --init_from=out/base/<key>         # RL from it
+    python -m data.demo_base --help                   # every setting below
 
-The functions take `run`, the running ghpo module: its prompt format (prompt_text, solution_prefix, ...) and hint
-settings, so the base reads exactly the prompts RL will show it.
+The repository ships one such base, data/small_base/ (ghpo.py's default init_from), made by this recipe at 1 thread
+on an AVX-512 Xeon. A base made on another machine has other weights: another CPU, BLAS or thread count sums SFT's
+floats in another order, and what a 0.8M-parameter model picks up in 800 steps depends on it (docs/demo.md).
+
+What the base reads (docs/demo.md, "Design: a base that half-knows the hard levels"): levels 1-3 solved,
+base_hint_frac of them after a hint of one of RL's ratios, so that it knows the hint format; and, in base_slip_frac
+of its examples, a level 7-9 problem solved by a careless student whose every step slips (one too high) with
+probability base_slip_rate, so that it gets a hard step right about 1 - base_slip_rate of the time, whatever its
+float sums. The prompts are made by prompts.py from the settings it shares with ghpo.py (easy_levels,
+eval_per_level, hint_*): they must be the RL run's, and ghpo.py says so when they are not.
+
+A base is trained into out_dir, or by default into base_cache/<key>, the key a hash of the settings and of the data
+that decide the base (its tokenizer and first SFT batch), where a later run with the same recipe finds it. Beside the
+weights, made.json records the settings, the machine, the weights' sha256 and ghpo.py's evaluation of the base (no
+hints); ghpo.py prints that record beside its own evaluation when it starts from the base.
 """
 import hashlib
-import inspect
 import json
 import math
 import os
 import random
+import subprocess
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
+import configurator
+import prompts
+from configurator import UsageError
+from data.arith import build_tokenizer, make_splits, save_tokenizer, slip_solution
+from model import Qwen2, Qwen2Config
+
 # -----------------------------------------------------------------------------
-# demo settings: like ghpo.py's, set in a config file or with --key=value
-# the task's format (data/arith.py)
-countdown = False             # each step line also says how many steps are left (`37+8=45, 4 left`)
-wide_levels = ()              # levels whose addends have two digits (10..99) instead of one
-# the scratch model
+# settings: set like ghpo.py's, in a config file or with --key=value
+# the model
 n_layer = 4                   # layers
 n_embd = 128                  # width
 n_head = 4                    # attention heads
 n_kv_head = 2                 # key/value heads (grouped-query attention)
 n_inner = 384                 # MLP width
-# its SFT on the easy levels
+# its SFT
 base_seed = 0                 # seed of the base model's init and SFT data (shared by every method and RL seed)
-base_steps = 400              # SFT steps of the base model
+base_steps = 800              # SFT steps
 base_batch = 32               # SFT rows per step
 base_row_len = 256            # SFT row length: several solved problems packed per row, so the base reads long texts
-base_lr = 3e-3                # SFT peak learning rate (cosine, 30 warm-up steps)
-base_hint_frac = 0.4          # fraction of SFT examples whose prompt carries a hint, so the base knows the hint format
-base_partial_frac = 0.0       # fraction of SFT rows that end with a problem of base_partial_levels cut off early
-base_partial_levels = (4, 5)  # levels whose first steps (never the last step or the answer) the base reads
-base_partial_steps = 0        # at most this many first steps of those problems (0: up to all but the last)
-base_tail_frac = 0.0          # fraction of SFT examples that are a base_partial_levels problem finished from late on:
-base_tail_steps = 2           # its last base_tail_steps steps and answer learned, the steps before them read as a hint
-base_slip_frac = 0.0          # fraction of SFT examples that are a base_slip_levels problem solved in full, with slips
+base_lr = 2e-3                # SFT peak learning rate (cosine, 30 warm-up steps)
+base_hint_frac = 0.5          # fraction of easy examples whose prompt carries a hint, so the base knows the hint format
+base_slip_frac = 0.3          # fraction of examples that are a base_slip_levels problem solved in full, with slips
 base_slip_levels = (7, 8, 9)  # levels the base reads solved with slips (a step's result one too high, data/arith.py)
 base_slip_rate = 0.6          # chance that a step slips: the base gets such a step right about 1 - this often
-base_cache = "out/base"       # base models are cached here, keyed by a hash of the settings that define them
-config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str, tuple))]
+# shared with ghpo.py: the prompts the base learns are the RL run's (compare.py passes these to both commands)
+easy_levels = (1, 2, 3)       # the levels the base learns solved correctly
+eval_per_level = 100          # held-out problems per level, never trained on (the RL run's evaluation problems)
+hint_ratios = (0.25, 0.5, 0.75)  # the hints of base_hint_frac's examples: one of these ratios each
+hint_in_answer = True         # the hint opens the answer (False: after hint_template in the user message)
+hint_template = prompts.HINT_TEMPLATE  # the words before a hint in the user message (the released code's), also
+                              # put in the base's vocabulary
+# where it goes
+out_dir = ""                  # the base's folder ("": base_cache/<key of the settings and data>, reused when there)
+base_cache = "out/base"       # where bases are kept by key
+threads = 0                   # torch CPU threads (0: torch's default); the base's float sums depend on it
+config_keys = [k for k, v in globals().items() if k.islower() and not k.startswith("_")
+               and isinstance(v, (int, float, bool, str, tuple))]
 # -----------------------------------------------------------------------------
 
-
-def arith_splits(levels, eval_per_level):
-    """(train, evals) of the demo task at these levels, in the configured format."""
-    from data.arith import make_splits
-    return make_splits(levels, eval_per_level, countdown=countdown, wide_levels=wide_levels)
-
-
-def arith_task(train_levels, eval_levels, eval_per_level):
-    """ghpo.py's task=arith: (training problems, {"L<level>": held-out problems}); the two never overlap."""
-    train, _ = arith_splits(train_levels, eval_per_level)
-    _, evals = arith_splits(eval_levels, eval_per_level)
-    return train, {f"L{lv}": [p for p in evals if p["level"] == lv] for lv in eval_levels}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECORD = "made.json"
+NOT_RECIPE = ("out_dir", "base_cache", "threads")  # settings that do not change what is trained
+SHARED = ("easy_levels", "eval_per_level", "hint_ratios", "hint_in_answer", "hint_template")  # ghpo.py has them too
 
 
-def sft_batch(tok, train, hard_train, rng, run, slip_train=()):
-    """One SFT batch of the base model: inputs, targets and loss mask (base_batch, base_row_len) each. Each row packs
-    solved easy problems (the prompt read, the solution and its end learned; base_hint_frac of the prompts carry a
-    hint), and with probability base_partial_frac ends with a problem of base_partial_levels cut off after 1 to n-1 of
-    its n steps (at most base_partial_steps). With probability base_tail_frac a packed example is a problem of
-    base_partial_levels instead, its first n - base_tail_steps steps read as an answer-opening hint and the rest
-    learned: the base can finish a hard problem from late on, not from its start. With probability base_slip_frac a
-    packed example is a problem of slip_train (base_slip_levels), its hint (if any) read as written and the rest of
-    its solution learned as a careless student writes it: each step slips with probability base_slip_rate."""
-    from data.arith import slip_solution
+def configure(argv):
+    """Apply `--config FILE.py` and `--key=value` to these settings; returns {key: value}."""
+    return configurator.configure(argv, [globals()], ROOT)
+
+
+def prompt_format():
+    return prompts.PromptFormat(hint_in_answer=hint_in_answer, hint_template=hint_template)
+
+# -----------------------------------------------------------------------------
+# the SFT data
+
+
+def sft_batch(tok, easy, slipped, rng):
+    """One SFT batch: inputs, targets and loss mask, (base_batch, base_row_len) each. Each row packs examples until the
+    next does not fit: an easy problem solved (base_hint_frac of them after a hint), or with probability
+    base_slip_frac a problem of `slipped` (base_slip_levels) solved with slips after its hint, if any, as written. The
+    prompt and hint are read, the rest of the solution and its end are learned."""
+    fmt = prompt_format()
     end, eot = tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")
     x = torch.full((base_batch, base_row_len + 1), eot)
     m = torch.zeros(base_batch, base_row_len + 1)
     for b in range(base_batch):
-        partial = []  # with probability base_partial_frac the row ends with the first steps of a hard problem
-        if rng.random() < base_partial_frac:
-            p = rng.choice(hard_train)
-            steps = run.step_lines(p)
-            a = tok.encode(run.prompt_text(p)).ids
-            k = rng.randint(1, min(len(steps) - 1, base_partial_steps or len(steps)))
-            partial = (a, tok.encode(run.first_steps(p, k)).ids)
-        room = base_row_len + 1 - sum(map(len, partial))
+        rng.random()  # a draw that a retired option made for each row (docs/history.md): kept, so bases remake exactly
         t = 0
         while True:
-            if base_tail_frac and rng.random() < base_tail_frac:  # a hard problem, its early steps given: finish it
-                p = rng.choice(hard_train)
-                read = run.first_steps(p, max(0, len(run.step_lines(p)) - base_tail_steps))
-                prompt, rest = run.prompt_text(p) + read, p["solution"][len(read):]
-            else:  # an easy problem, or with probability base_slip_frac a long one solved with slips
-                slips = base_slip_frac and rng.random() < base_slip_frac
-                p = rng.choice(slip_train if slips else train)
-                ratio = rng.choice(run.hint_ratios) if rng.random() < base_hint_frac else 0.0
-                read = run.solution_prefix(p, ratio) if run.hint_in_answer else ""
-                solution = slip_solution(p, read.count("\n"), base_slip_rate, rng) if slips else p["solution"]
-                prompt, rest = run.prompt_text(p, ratio), solution[len(read):]
-            a, c = tok.encode(prompt).ids, tok.encode(rest).ids + [end, eot]
-            if t + len(a) + len(c) > room:
+            slips = base_slip_frac and rng.random() < base_slip_frac
+            p = rng.choice(slipped if slips else easy)
+            ratio = rng.choice(hint_ratios) if rng.random() < base_hint_frac else 0.0
+            read = prompts.solution_prefix(p["solution"], ratio, fmt) if hint_in_answer else ""
+            solution = slip_solution(p, read.count("\n"), base_slip_rate, rng) if slips else p["solution"]
+            a, c = tok.encode(prompts.prompt_text(p, ratio, fmt)).ids, tok.encode(solution[len(read):]).ids + [end, eot]
+            if t + len(a) + len(c) > base_row_len + 1:
                 break
             x[b, t:t + len(a) + len(c)] = torch.tensor(a + c)
             m[b, t + len(a):t + len(a) + len(c) - 1] = 1.0  # learn the solution and its end, not the problem
             t += len(a) + len(c)
-        if partial:
-            a, c = partial
-            x[b, t:t + len(a) + len(c)] = torch.tensor(a + c)
-            m[b, t + len(a):t + len(a) + len(c)] = 1.0  # the steps, and no end: the row just stops
     return x[:, :-1], x[:, 1:], m[:, 1:]
 
 
-def train_base(folder, run):
-    """Supervised learning of a tiny Qwen2 on worked solutions of the easy levels only (run.easy_levels), several
-    examples packed per row; a fraction of the prompts carry a hint so the base knows the hint format. With
-    base_partial_frac > 0 a fraction of the rows end with a problem of base_partial_levels whose solution is cut off
-    after 1 to n-1 steps (no answer, no end token): the base reads hard problem texts and early steps, but never
-    finishes one (docs/demo.md: a base that never read a problem's length fails on its first step, leaving hints
-    nothing to train). Saves model and tokenizer.json to `folder` (atomically)."""
-    from data.arith import build_tokenizer, save_tokenizer
-    from model import Qwen2, Qwen2Config
-    tok = build_tokenizer([run.hint_template], countdown)
-    end = tok.token_to_id("<|im_end|>")
-    train, _ = arith_splits(run.easy_levels, run.eval_per_level)
-    hard_train, _ = arith_splits(base_partial_levels, run.eval_per_level)  # held-out problems never enter training
-    slip_train = arith_splits(base_slip_levels, run.eval_per_level)[0] if base_slip_frac else []
+def sft_data():
+    """The tokenizer and the problems SFT draws from: (tok, easy, slipped). Held-out problems never enter them."""
+    tok = build_tokenizer([hint_template])
+    easy, _ = make_splits(easy_levels, eval_per_level)
+    slipped = make_splits(base_slip_levels, eval_per_level)[0] if base_slip_frac else []
+    return tok, easy, slipped
+
+
+def base_key():
+    """The cache key of these settings: a hash of every setting that changes what is trained, of the tokenizer and of
+    the first SFT batch (which shows the task, the prompt format and the packing)."""
+    tok, easy, slipped = sft_data()
+    h = hashlib.sha1(json.dumps({k: globals()[k] for k in config_keys if k not in NOT_RECIPE}, sort_keys=True).encode())
+    h.update(tok.to_str().encode())
+    for t in sft_batch(tok, easy, slipped, random.Random(base_seed)):
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:10]
+
+
+def base_folder():
+    """Where these settings put their base: out_dir, or base_cache/<key>."""
+    return out_dir or os.path.join(base_cache, base_key())
+
+
+def is_trained(folder):
+    return os.path.isfile(os.path.join(folder, RECORD))
+
+# -----------------------------------------------------------------------------
+# SFT, and the record of what was made
+
+
+def train_base(folder):
+    """SFT of a tiny Qwen2 from a random init (seed base_seed); saves the weights and tokenizer.json to folder."""
+    tok, easy, slipped = sft_data()
     config = Qwen2Config(vocab_size=tok.get_vocab_size(), hidden_size=n_embd, intermediate_size=n_inner,
                          num_hidden_layers=n_layer, num_attention_heads=n_head, num_key_value_heads=n_kv_head,
                          max_position_embeddings=1024, rope_theta=10000.0, tie_word_embeddings=True,
-                         eos_token_id=end)
+                         eos_token_id=tok.token_to_id("<|im_end|>"))
     model = Qwen2.from_config(config, seed=base_seed)
     rng = random.Random(base_seed)
     opt = torch.optim.AdamW(model.parameters(), lr=base_lr, betas=(0.9, 0.95), weight_decay=0.0)
     t0 = time.time()
     for it in range(base_steps):
-        x, y, m = sft_batch(tok, train, hard_train, rng, run, slip_train)  # (base_batch, base_row_len) each
+        x, y, m = sft_batch(tok, easy, slipped, rng)  # (base_batch, base_row_len) each
         for group in opt.param_groups:
             group["lr"] = base_lr * min(1.0, (it + 1) / 30) * 0.5 * (1 + math.cos(math.pi * it / base_steps))
         loss = (F.cross_entropy(model(x).flatten(0, 1), y.flatten(), reduction="none") * m.flatten()).sum() / m.sum()
@@ -150,49 +176,6 @@ def train_base(folder, run):
     save_tokenizer(tok, folder)
 
 
-def base_settings(run):
-    """Everything that defines the base model: this file's settings, the run settings its data depend on, and a hash
-    of the task's, the SFT's and the prompt format's code (a change to any of them retrains)."""
-    keys = ("task", "easy_levels", "eval_per_level", "hint_ratios", "hint_template", "hint_in_answer",
-            "chat_template", "system_prompt")
-    code = [sft_batch, train_base, arith_splits, run.prompt_text, run.hint_text, run.solution_prefix,
-            run.first_steps, run.step_lines]
-    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "arith.py"), "rb") as f:
-        task_code = hashlib.sha1(f.read() + "".join(inspect.getsource(fn) for fn in code).encode()).hexdigest()
-    return {k: globals()[k] for k in config_keys if k != "base_cache"} | {k: getattr(run, k) for k in keys} | \
-        {"task_code": task_code}
-
-
-def base_path(run):
-    """Where the cache keeps the base model these settings define (trained or not)."""
-    key = hashlib.sha1(json.dumps(base_settings(run), sort_keys=True).encode()).hexdigest()[:10]
-    return os.path.join(base_cache, key)
-
-
-def is_trained(folder):
-    return os.path.isfile(os.path.join(folder, "tokenizer.json"))
-
-
-def base_folder(run):
-    """The cached base model's folder, trained first if this cache has none for these settings."""
-    folder = base_path(run)
-    if not is_trained(folder):
-        print(f"training the base model -> {folder}")
-        train_base(folder, run)
-    else:
-        print(f"base model: cached {folder}")
-    return folder
-
-# -----------------------------------------------------------------------------
-# the shipped bases: data/small_base/ (configs/small.py) and data/small_bridge_base/ (configs/small_bridge.py) each
-# hold one base model made by this file's recipe with that config's settings, so that every machine starts RL from
-# the same weights (a base trained elsewhere differs: another CPU, BLAS or thread count changes the float sums of SFT,
-# and the skills a 0.8M-parameter model picks up in 800 steps depend on them; docs/demo.md). made.json records how it
-# was made and what it scored there, and ghpo.py prints that beside what it scores here.
-
-RECORD = "made.json"
-
-
 def machine():
     """The CPU, the instruction set torch dispatches to, the torch version and the thread count: what changes a
     model's float sums from one machine to the next."""
@@ -203,55 +186,85 @@ def machine():
 
 
 def sha256(path):
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
-def check_recorded(folder, eval_before, tol=0.03):
-    """For a shipped base (made.json beside the weights): print its recorded accuracy beside this machine's, and say
-    whether this is the model that was measured. Returns the largest difference (None for any other folder)."""
+def evaluate_base(folder):
+    """ghpo.py's evaluation of the base (no hints), run as that command with the settings it shares with this one."""
+    shared = [f"--{k}={globals()[k]}" for k in SHARED + ("threads",)]
+    out = os.path.join(folder, ".eval")
+    cmd = [sys.executable, os.path.join(ROOT, "ghpo.py"), f"--init_from={folder}", "--eval_only=True",
+           f"--out_dir={out}", *shared]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"evaluating the base failed ({' '.join(cmd)}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    with open(os.path.join(out, "summary.json")) as f:
+        evaluation = json.load(f)["eval"]
+    for name in os.listdir(out):
+        os.remove(os.path.join(out, name))
+    os.rmdir(out)
+    return evaluation
+
+
+def make_base(argv):
+    """`python -m data.demo_base [--key=value ...]`: train the base these settings define into its folder (unless it
+    is there already), record how it was made and what it scores in made.json, and return the folder."""
+    configure(argv)
+    if threads:
+        torch.set_num_threads(threads)
+    folder = base_folder()
+    if is_trained(folder):
+        print(f"base model: {folder} (made already)")
+        return folder
+    print(f"training the base model -> {folder}")
+    train_base(folder)
+    made = {"command": " ".join(["python -m data.demo_base", *argv]), "machine": machine(),
+            "settings": {k: globals()[k] for k in config_keys if k not in NOT_RECIPE},
+            "sha256": sha256(os.path.join(folder, "model.safetensors")), "eval_before": evaluate_base(folder)}
+    with open(os.path.join(folder, RECORD + ".tmp"), "w") as f:
+        json.dump(made, f, indent=1)
+    os.replace(os.path.join(folder, RECORD + ".tmp"), os.path.join(folder, RECORD))  # the folder is complete
+    print(f"base model -> {folder}: easy {made['eval_before']['easy']:.3f} hard {made['eval_before']['hard']:.3f} "
+          f"({made['machine']})")
+    return folder
+
+
+def check_record(folder, evaluation, run_settings, tol=0.03):
+    """For a base with a made.json (ghpo.py calls this before RL with its evaluation and settings): print the
+    recorded accuracy beside this run's, whether these are the recorded weights, and the SHARED settings in which the
+    run differs from the base. Returns the largest accuracy difference (None for a folder without a record)."""
     path = os.path.join(folder, RECORD)
     if not os.path.isfile(path):
         return None
-    made = json.load(open(path))
-    worst = max(abs(eval_before[k] - v) for k, v in made["eval_before"].items() if k in eval_before)
-    same_file = sha256(os.path.join(folder, "model.safetensors")) == made["sha256"]
+    try:
+        with open(path) as f:
+            made = json.load(f)
+        recorded, digest, where = made["eval_before"], made["sha256"], made["machine"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"{path}: not a base model's record ({type(e).__name__}: {e})") from None
+    worst = max([abs(evaluation[k] - v) for k, v in recorded.items() if k in evaluation], default=0.0)
+    same_file = sha256(os.path.join(folder, "model.safetensors")) == digest
     verdict = ("the recorded model" if worst <= tol and same_file else
                f"NOT the recorded model ({'weights changed; ' if not same_file else ''}accuracy differs by up to "
                f"{worst:.3f}): the README's numbers do not describe this run")
-    print(f"shipped base {folder}, made on {made['machine']}: recorded easy {made['eval_before']['easy']:.3f} hard "
-          f"{made['eval_before']['hard']:.3f}; here easy {eval_before['easy']:.3f} hard {eval_before['hard']:.3f}: "
-          f"{verdict}")
+    splits = [k for k in ("easy", "hard") if k in recorded and k in evaluation]
+    print(f"base {folder}, made on {where}: recorded {' '.join(f'{k} {recorded[k]:.3f}' for k in splits)}; here "
+          f"{' '.join(f'{k} {evaluation[k]:.3f}' for k in splits)}: {verdict}")
+    base_settings = made.get("settings", {})
+    differ = [f"{k}={run_settings[k]!r} (base: {base_settings[k]!r})" for k in SHARED if k in base_settings
+              and k in run_settings and json.loads(json.dumps(run_settings[k])) != base_settings[k]]
+    if differ:
+        print(f"base {folder} learned other prompts than this run shows: {', '.join(differ)}")
     return worst
 
 
-def ship(target, argv):
-    """Train (or take from the cache) the base model these settings define, copy it to `target` and record there how
-    it was made and what it scores (ghpo.py's evaluation, no hints)."""
-    import shutil
-    import tempfile
-    import ghpo
-    ghpo.configure(list(argv) + ["--init_from=scratch"])
-    if ghpo.threads:
-        torch.set_num_threads(ghpo.threads)
-    folder = base_folder(ghpo)
-    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-base-", dir=os.path.dirname(os.path.abspath(target)))
-    for name in ("config.json", "model.safetensors", "tokenizer.json"):
-        shutil.copy2(os.path.join(folder, name), tmp)
-    summary = ghpo.main(list(argv) + [f"--init_from={tmp}", "--eval_only=True", f"--out_dir={tmp}/eval"])
-    shutil.rmtree(os.path.join(tmp, "eval"))
-    made = {"command": "python -m data.demo_base " + " ".join([target, *argv]), "machine": machine(),
-            "settings": base_settings(ghpo), "sha256": sha256(os.path.join(tmp, "model.safetensors")),
-            "eval_before": summary["eval"]}
-    with open(os.path.join(tmp, RECORD), "w") as f:
-        json.dump(made, f, indent=1)
-    if os.path.isdir(target):
-        shutil.rmtree(target)
-    os.rename(tmp, target)
-    print(f"shipped base -> {target} ({made['machine']})")
-
-
-if __name__ == "__main__":  # python -m data.demo_base data/small_base --config small.py [--key=value ...]
-    import sys
-    from data import demo_base  # the module ghpo.py configures, not this __main__ copy of it
-    demo_base.ship(sys.argv[1], sys.argv[2:])
+if __name__ == "__main__":
+    if "--help" in sys.argv or "-h" in sys.argv:
+        print(configurator.help_text([sys.modules[__name__]], __doc__.strip()))
+        sys.exit(0)
+    try:
+        make_base(sys.argv[1:])
+    except UsageError as e:
+        print(f"demo_base: error: {e}", file=sys.stderr)
+        sys.exit(2)

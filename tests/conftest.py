@@ -2,6 +2,7 @@ import os
 import sys
 
 import pytest
+import torch
 
 # the repo is a flat folder of modules: make them importable from tests/
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -9,15 +10,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 @pytest.fixture
 def restore_ghpo_config():
-    """configure() and main() write the module-level settings of ghpo and data/demo_base: restore them after the
-    test."""
+    """configure() and main() write the module-level settings of ghpo.py, probes.py and data/demo_base.py, and torch's
+    thread count: restore them after the test."""
     import ghpo
+    import probes
     from data import demo_base
-    saved = [(m, {k: getattr(m, k) for k in m.config_keys}) for m in (ghpo, demo_base)]
+    saved = [(m, {k: getattr(m, k) for k in m.config_keys}) for m in (ghpo, probes, demo_base)]
+    threads = torch.get_num_threads()  # --threads=N sets torch's, for the whole process
     yield
     for m, values in saved:
         for k, v in values.items():
             setattr(m, k, v)
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,11 @@
-"""compare.py's summary over base models and RL seeds: means, spread and the per-base difference, and its run
-schedule."""
+"""compare.py's summary over base models and RL seeds: means, spread and the per-base difference; its run schedule
+and how it sorts arguments between ghpo.py, probes.py and the demo base's command."""
 import json
 import os
 
+import pytest
+
 import compare
-import ghpo
 from data import demo_base
 
 
@@ -51,10 +52,16 @@ def test_run_means_reads_the_mechanism_from_metrics(tmp_path):
 
 
 def fake_run(calls):
-    """compare.run's stand-in: records (run folder, args, threads) and writes what a finished run leaves."""
-    def run(args, folder, method, seed, threads):
-        calls.append((folder, args, threads))
+    """compare.run's stand-in: records (command, folder, threads) and writes what a finished command leaves."""
+    def run(cmd, folder, threads):
+        calls.append((cmd, folder, threads))
         os.makedirs(folder, exist_ok=True)
+        if cmd[0] == "probes.py":
+            with open(os.path.join(folder, "probes.json"), "w") as f:
+                json.dump({"hint_probe": {}, "pass_probe": {"0.0": {"hard": .1}}, "step_probe": {}}, f)
+        if cmd[0] != "ghpo.py":
+            return
+        method = next(a.split("=")[1] for a in cmd if a.startswith("--method="))
         before, after = {"easy": .9, "hard": .1}, {"easy": .9, "hard": .2 if method == "ghpo" else .1}
         with open(os.path.join(folder, "summary.json"), "w") as f:
             json.dump({"eval_before": before, "eval_after": after}, f)
@@ -63,29 +70,50 @@ def fake_run(calls):
     return run
 
 
-def test_shipped_base_runs_all_in_the_pool_and_scratch_bases_train_first(tmp_path, monkeypatch,
-                                                                         restore_ghpo_config):
+def test_shipped_base_runs_all_in_the_pool_and_bases_are_made_first(tmp_path, monkeypatch, restore_ghpo_config):
     calls = []
     monkeypatch.setattr(compare, "run", fake_run(calls))
     out = tmp_path / "a"
-    compare.main(["--config", "small.py", "--seeds=0,1", "--jobs=2", "--threads=1", f"--out_dir={out}"])
-    assert {c[2] for c in calls} == {1}  # a shipped base: every run in the pool, one thread each
-    first = [c for c in calls if c[0].endswith("ghpo-s0")]
-    assert len(calls) == 4 and "--probe_per_level=0" not in first[0][1]  # its first run still prints the probes
-    assert sum("--probe_per_level=0" in c[1] for c in calls) == 3
+    s = compare.main(["--config", "small.py", "--seeds=0,1", "--jobs=2", "--threads=1", f"--out_dir={out}"])
+    assert sorted(c[0][0] for c in calls) == ["ghpo.py"] * 4 + ["probes.py"] and {c[2] for c in calls} == {1}
+    assert not any(a.startswith("--init_from") for c in calls for a in c[0])  # the config's own (shipped) base
+    assert s["diff"] == {None: pytest.approx(.1)}
+    assert json.load(open(out / "compare.json"))["probes"] == {"None": {"hint_probe": {}, "pass_probe":
+                                                                        {"0.0": {"hard": .1}}}}
     calls.clear()
-    cache = f"--base_cache={tmp_path / 'cache'}"
-    compare.main(["--config", "small.py", "--seeds=0,1", "--jobs=2", "--threads=1", "--base_seeds=0,1", cache,
+    cache = tmp_path / "cache"
+    compare.main(["--config", "small.py", "--seeds=0,1", "--jobs=2", "--threads=1", "--base_seeds=0,1",
+                  f"--base_cache={cache}", "--base_slip_rate=0.5", "--hint_in_answer=False", "--lr=1e-4",
                   f"--out_dir={tmp_path / 'b'}"])
-    assert [c[2] for c in calls[:2]] == [2, 2]  # each base's first run alone, training it with both jobs' threads
-    assert [c[0][-10:] for c in calls[:2]] == ["b0/ghpo-s0", "b1/ghpo-s0"] and len(calls) == 8
-    assert all("--init_from=scratch" in c[1] for c in calls) and {c[2] for c in calls[2:]} == {1}
-    calls.clear()  # base 1 in the cache already: only base 0's first run goes alone
-    ghpo.configure(["--config", "small.py", "--base_seed=1", "--init_from=scratch", cache])
-    os.makedirs(demo_base.base_path(ghpo))
-    open(os.path.join(demo_base.base_path(ghpo), "tokenizer.json"), "w").close()
-    compare.main(["--config", "small.py", "--seeds=0,1", "--jobs=2", "--threads=1", "--base_seeds=0,1", cache,
+    made = calls[:2]  # each base model first, alone, with both jobs' threads
+    assert [c[0][:2] for c in made] == [["-m", "data.demo_base"]] * 2 and [c[2] for c in made] == [2, 2]
+    assert [c[0][-1] for c in made] == ["--base_seed=0", "--base_seed=1"]
+    for c in made:  # its own settings and the shared ones, none of the loop's
+        assert "--base_slip_rate=0.5" in c[0] and "--hint_in_answer=False" in c[0] and "--lr=1e-4" not in c[0]
+    runs = [c for c in calls[2:] if c[0][0] == "ghpo.py"]
+    assert len(runs) == 8 and {c[2] for c in calls[2:]} == {1} and len(calls) == 12
+    assert all("--hint_in_answer=False" in c[0] and "--lr=1e-4" in c[0] and "--base_slip_rate=0.5" not in c[0]
+               for c in runs)
+    starts = {b: {a for c in runs if c[1].endswith(tuple(f"b{b}/{m}-s{s}" for m in ("ghpo", "grpo") for s in (0, 1)))
+                  for a in c[0] if a.startswith("--init_from=")} for b in (0, 1)}
+    assert all(len(v) == 1 for v in starts.values()) and starts[0] != starts[1]  # one base model per base seed
+    assert all(str(cache) in a for v in starts.values() for a in v)
+    calls.clear()  # base 1 made already (its made.json in the cache): only base 0's command runs
+    demo_base.configure([f"--base_cache={cache}", "--base_slip_rate=0.5", "--hint_in_answer=False", "--base_seed=1"])
+    os.makedirs(demo_base.base_folder())
+    open(os.path.join(demo_base.base_folder(), "made.json"), "w").close()
+    compare.main(["--config", "small.py", "--seeds=0,1", "--jobs=2", "--threads=1", "--base_seeds=0,1",
+                  f"--base_cache={cache}", "--base_slip_rate=0.5", "--hint_in_answer=False", "--probe_per_level=0",
                   f"--out_dir={tmp_path / 'c'}"])
-    assert calls[0][0].endswith("b0/ghpo-s0") and calls[0][2] == 2 and {c[2] for c in calls[1:]} == {1}
-    b1_first = [c for c in calls if c[0].endswith("b1/ghpo-s0")]
-    assert len(calls) == 8 and "--probe_per_level=0" not in b1_first[0][1]  # it still prints its probes
+    assert [c[0][-1] for c in calls if c[0][0] == "-m"] == ["--base_seed=0"]
+    assert not any(c[0][0] == "probes.py" for c in calls) and len(calls) == 9
+    assert not any("--probe_per_level=0" in c[0] for c in calls)  # probes.py's setting, not the loop's
+
+
+def test_compare_help_and_bad_arguments(capsys):
+    compare.main(["--help"])
+    assert capsys.readouterr().out.startswith("Run several methods and RL seeds of ghpo.py")
+    with pytest.raises(compare.UsageError, match="cannot read argument '--bogus=1'"):
+        compare.main(["--bogus=1"])
+    with pytest.raises(compare.UsageError, match="integers"):
+        compare.main(["--seeds=a,b"])

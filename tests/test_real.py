@@ -1,11 +1,12 @@
 """The real-model path on the CPU: a random tiny Qwen2 checkpoint in Hugging Face format with a byte-level BPE
-tokenizer, the qwen2.5-math-1.5b config (chat template, task=math, benchmarks), exact resume after a kill, and two
-gloo ranks under torchrun giving the single-process update."""
+tokenizer, the qwen2.5-math-1.5b config (chat template, task=math, benchmarks), exact resume after a kill (past a
+corrupt newer checkpoint), and two gloo ranks under torchrun giving the single-process update."""
 import hashlib
 import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 import ghpo
+import prompts
 from data.datasets import BENCHMARKS, PAPER_BENCHMARKS
 from helpers import byte_bpe_tokenizer, sampled
 from test_gpqa import ROWS as GPQA_ROWS, write_csv
@@ -72,7 +74,7 @@ def test_real_config_trains_then_evaluates_every_benchmark(tiny, tmp_path, capsy
     # the config's settings reached the loop: chat template with the recipe's system prompt, bfloat16
     assert ghpo.chat_template and ghpo.system_prompt.startswith("You are a helpful AI Assistant")
     assert ghpo.dtype == "bfloat16" and ghpo.task == "math"
-    prompt = ghpo.prompt_text(tiny["problems"][0])
+    prompt = prompts.prompt_text(tiny["problems"][0], 0.0, ghpo.prompt_format())
     assert prompt.startswith("<|im_start|>system\nYou are a helpful") and prompt.endswith("<|im_start|>assistant\n")
     names = set(BENCHMARKS)
     for key in ("eval_before", "eval_after"):
@@ -119,7 +121,7 @@ def test_benchmark_files_load_and_limit(tmp_path, capsys):
     with pytest.raises(ValueError, match="benchmarks: unknown mmlu"):
         ghpo.load_task()
 
-SPEC_FORMAT = r"^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$"  # GHPO_SPEC.md: the released code's test
+SPEC_FORMAT = r"^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$"  # the released code's test (docs/method.md)
 
 
 @pytest.mark.parametrize("text, ok", [
@@ -153,14 +155,16 @@ def test_dr_grpo_normalises_by_rows_times_the_budget(tiny):
     its gradient is the token-mean gradient times n_tokens / (rows x max_new_tokens)."""
     tok = load_tokenizer(tiny["folder"])
     prompt = tok.encode("What is 1+1?").ids
-    rows = [(prompt + tok.encode(" 2 \\boxed{2}").ids, len(prompt), 0), (prompt + tok.encode(" 3").ids, len(prompt), 0)]
-    n_tokens = sum(len(seq) - n for seq, n, _ in rows)
+    rows = [ghpo.Row(prompt + tok.encode(" 2 \\boxed{2}").ids, len(prompt)),
+            ghpo.Row(prompt + tok.encode(" 3").ids, len(prompt))]
+    n_tokens = sum(len(r.ids) - r.n_prompt for r in rows)
     norms = {}
     for norm in ("token", "dr_grpo"):
         model = Qwen2.from_pretrained(tiny["folder"])
         ghpo.configure([f"--loss_norm={norm}", "--max_new_tokens=40", "--grad_clip=1e9", "--micro_batch=1"])
-        opt = torch.optim.AdamW(model.parameters(), lr=0.0)
-        norms[norm], _, updated = ghpo.policy_update(model, opt, rows, torch.tensor([1.0, -1.0]), None, "cpu")
+        ghpo.lr = 0.0
+        policy = ghpo.make_policy(model)
+        norms[norm], _, updated = ghpo.policy_update(policy, rows, torch.tensor([1.0, -1.0]), "cpu")
         assert updated
     assert norms["dr_grpo"] == pytest.approx(norms["token"] * n_tokens / (2 * 40), rel=1e-5)
     with pytest.raises(ValueError, match="loss_norm must be one of token, sequence, dr_grpo, got 'bnpo'"):
@@ -170,7 +174,7 @@ def test_dr_grpo_normalises_by_rows_times_the_budget(tiny):
 # ---- exact resume after a kill
 
 
-def test_resume_after_kill_equals_uninterrupted_run(tiny, tmp_path):
+def test_resume_after_kill_equals_uninterrupted_run(tiny, tmp_path, capsys):
     extra = ("--dtype=float32", "--benchmarks=()", "--rl_steps=6", "--ckpt_interval=2", "--lr=1e-3", "--seed=1")
     full = tmp_path / "full"
     ghpo.main(real_args(tiny, full, *extra))
@@ -188,7 +192,17 @@ def test_resume_after_kill_equals_uninterrupted_run(tiny, tmp_path):
     assert proc.wait() == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]  # killed mid-run, not finished
     assert len(metrics(cut)) < 6 and any(n.startswith("ckpt-") for n in os.listdir(cut))
 
+    # a newer checkpoint whose weights are cut short (a full disk, an interrupted copy): passed over, with one line
+    newest = max(n for n in os.listdir(cut) if n.startswith("ckpt-"))
+    bad = cut / f"ckpt-{int(newest[5:]) + 1:06d}"
+    shutil.copytree(cut / newest, bad)
+    cut_weights = bad / "model" / "model.safetensors"
+    cut_weights.write_bytes(cut_weights.read_bytes()[:1000])
+    capsys.readouterr()
     ghpo.main(real_args(tiny, cut, *extra, "--resume=True"))
+    out = capsys.readouterr().out
+    assert f"{cut_weights}: not a readable safetensors file" in out
+    assert f"resuming from the newest intact checkpoint, {cut / newest}" in out
     assert metrics(cut) == want  # every step's metrics, timing aside, the lines after the kill included
     a, b = weights(full / "model"), weights(cut / "model")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -201,12 +215,12 @@ def test_non_finite_gradients_skip_the_update(tiny):
     model = Qwen2.from_pretrained(tiny["folder"])
     tok = load_tokenizer(tiny["folder"])
     ids = tok.encode("What is 1+1? \\boxed{2}").ids
-    rows = [(ids, 3, 0), (ids, 4, 0)]
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    rows = [ghpo.Row(ids, 3), ghpo.Row(ids, 4)]
+    ghpo.lr = 1e-2
     with torch.no_grad():
         model.model.norm.weight[0] = float("inf")
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    grad_norm, _, updated = ghpo.policy_update(model, opt, rows, torch.tensor([1.0, -1.0]), None, "cpu")
+    grad_norm, _, updated = ghpo.policy_update(ghpo.make_policy(model), rows, torch.tensor([1.0, -1.0]), "cpu")
     assert not updated and not torch.isfinite(torch.tensor(grad_norm))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
@@ -227,14 +241,13 @@ def scripted_sampler(model, prompts, G, max_new_tokens, stop_ids=(), **kw):
 
 
 def test_two_gloo_ranks_equal_one_process(tiny, tmp_path, monkeypatch):
-    import rollout
     monkeypatch.setenv("GHPO_TEST_TOKENIZER", tiny["folder"])
     extra = ("--dtype=float32", "--benchmarks=('math500','amc23')", "--bench_limit=3", "--rl_steps=2", "--lr=1e-3",
              "--micro_batch=3", "--group_size=4", "--ckpt_interval=1")
     script = tmp_path / "run.py"
     script.write_text(f"import sys\nsys.path[:0] = [{REPO!r}, {os.path.join(REPO, 'tests')!r}]\n"
-                      "import ghpo, rollout, test_real\nrollout.sample_groups = test_real.scripted_sampler\n"
-                      "ghpo.exit_process(ghpo.cli(sys.argv[1:]))\n")
+                      "import ghpo, test_real\n"
+                      "ghpo.exit_process(ghpo.cli(sys.argv[1:], sample=test_real.scripted_sampler))\n")
     two = tmp_path / "two"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -242,9 +255,8 @@ def test_two_gloo_ranks_equal_one_process(tiny, tmp_path, monkeypatch):
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("step    1 |") == 1 and proc.stdout.count("done in") == 1  # rank 0 alone logs
-    monkeypatch.setattr(rollout, "sample_groups", scripted_sampler)
     one = tmp_path / "one"
-    summary = ghpo.main(real_args(tiny, one, *extra))
+    summary = ghpo.main(real_args(tiny, one, *extra), sample=scripted_sampler)
 
     a, b, init = weights(one / "model"), weights(two / "model"), weights(tiny["folder"])
     assert max((a[k] - init[k]).abs().max().item() for k in a) > 1e-4  # the update is not trivial
