@@ -1,5 +1,5 @@
 """
-The GHPO policy loss (GHPO_SPEC "The objective", paper Eq. 1) as one fused op from final hidden states to a scalar.
+The GHPO policy loss (docs/method.md, "The objective"; paper Eq. 1) as one fused op from final hidden states to a scalar.
 Per completion token t of sequence i, with ratio p = exp(logp - logp_old):
     l = -min(p * A_i, clip(p, 1 - eps_low, 1 + eps_high) * A_i) + beta * KL_k3,   KL_k3 = exp(ref - logp) - (ref - logp) - 1
 normalised over tokens (norm="token": sum of l / number of tokens, the released code's "bnpo"), per sequence
