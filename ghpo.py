@@ -50,7 +50,7 @@ from distributed import all_gather, all_sum, close, exit_process, full_state, ra
 from kernels.logprob import fused_logprobs
 from kernels.loss import policy_loss
 from model import Qwen2, load_tokenizer, stop_token_ids
-from rollout import sample_groups
+from rollout import row_bytes, rows_that_fit, sample_groups
 from verify import verify, verify_choice
 
 # -----------------------------------------------------------------------------
@@ -93,6 +93,8 @@ max_new_tokens = 120          # completion budget
 temperature = 1.0             # sampling temperature (the loss uses the same temperature)
 top_k = 50                    # TRL's default
 top_p = 1.0                   # nucleus sampling: the smallest set of tokens with this much probability (1.0: off)
+sample_rows = 0               # rows one sampling batch decodes at once (rollout and evaluation); 0: on CUDA as many
+                              # as the free memory holds (rollout.rows_that_fit), on a CPU all of a rollout's and 256
 # GHPO
 hint_ratios = (0.25, 0.5, 0.75)  # hint stages, escalated inside one step while a group is still all wrong
 hint_template = prompts.HINT_TEMPLATE  # the words between the problem and a hint in the user message (released code's)
@@ -174,7 +176,7 @@ def sample_and_score(model, tok, problems, ratios, stop_ids, generator, sample=s
     G = group_size
     prompt_list = [prompt_ids(tok, p, r) for p, r in zip(problems, ratios)]
     out = sample(model, prompt_list, G, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                 stop_ids=stop_ids, generator=generator)
+                 stop_ids=stop_ids, generator=generator, max_rows=sampling_rows(model, prompt_list, G, max_new_tokens))
     groups = []
     for i, (p, r) in enumerate(zip(problems, ratios)):
         rows = slice(i * G, (i + 1) * G)
@@ -336,12 +338,17 @@ def policy_update(policy, rows, advantages, dev):
         model.zero_grad(set_to_none=True)
         for j, i in enumerate(range(0, len(rows), micro_batch)):
             ids, targets, mask = batch_tensors(rows[i:i + micro_batch], dev)
-            h = model(ids[:, :-1], return_hidden=True)  # (b, L-1, C)
-            loss, st = policy_loss(h, model.lm_head.weight, targets, mask, advantages[i:i + micro_batch],
-                                   old_logp=None if old is None else old[j], ref_logp=None if ref is None else ref[j],
-                                   eps_low=eps_low, eps_high=eps_high, beta=kl_coef, temperature=temperature,
-                                   norm=loss_norm, denom=denom, impl=kernel_impl)
-            loss.backward()
+            try:
+                h = model(ids[:, :-1], return_hidden=True)  # (b, L-1, C)
+                loss, st = policy_loss(h, model.lm_head.weight, targets, mask, advantages[i:i + micro_batch],
+                                       old_logp=None if old is None else old[j],
+                                       ref_logp=None if ref is None else ref[j], eps_low=eps_low, eps_high=eps_high,
+                                       beta=kl_coef, temperature=temperature, norm=loss_norm, denom=denom,
+                                       impl=kernel_impl)
+                loss.backward()
+            except torch.cuda.OutOfMemoryError:
+                raise UsageError(f"out of memory in the update, a micro-batch of {ids.shape[0]} rows x "
+                                 f"{ids.shape[1]} tokens: lower micro_batch (now {micro_batch})") from None
             if mask.any():  # even_rows' padding alone has no statistics
                 stats.append({k: float(v) for k, v in st.items()} | {"loss": loss.item()})
         sync_grads(model)
@@ -358,6 +365,8 @@ def policy_update(policy, rows, advantages, dev):
             with torch.no_grad():
                 for m, p in zip(master, model.parameters()):
                     p.copy_(m)
+        optimizer.zero_grad(set_to_none=True)  # free the gradients before the next rollout needs the memory
+        model.zero_grad(set_to_none=True)
     return float(grad_norm), stats, True
 
 # -----------------------------------------------------------------------------
@@ -428,14 +437,15 @@ def print_step(record):
 
 
 @torch.no_grad()
-def completions(model, tok, prompt_list, stop_ids, samples=1, n_new=None, batch=256, sample=sample_groups):
+def completions(model, tok, prompt_list, stop_ids, samples=1, n_new=None, sample=sample_groups):
     """The evaluation's completions of the prompts (token id lists): one greedy completion each, or with samples > 1
     that many samples each (prompt-major) at eval_temperature, top_p 0.95, from a generator seeded with `seed`."""
     texts = []
     generator = torch.Generator(device=model.lm_head.weight.device).manual_seed(seed)
-    step = max(1, batch // samples)
+    n_new = n_new or max_new_tokens
+    step = max(1, sampling_rows(model, prompt_list, samples, n_new, cpu_rows=256) // samples)  # prompts a batch
     for i in range(0, len(prompt_list), step):
-        out = sample(model, prompt_list[i:i + step], samples, n_new or max_new_tokens,
+        out = sample(model, prompt_list[i:i + step], samples, n_new,
                      temperature=0.0 if samples == 1 else eval_temperature, top_p=1.0 if samples == 1 else 0.95,
                      stop_ids=stop_ids, generator=generator)
         texts += [tok.decode(t[m].tolist(), skip_special_tokens=True) for t, m in zip(out["tokens"], out["mask"])]
@@ -501,6 +511,45 @@ def check_setup(world):
         raise UsageError(f"prompts_per_step={prompts_per_step} must be a multiple of the {world} processes")
     if fsdp and world == 1:
         raise UsageError("fsdp=True shards the model over torchrun's processes: use torchrun --nproc_per_node=N>1")
+
+
+def sampling_rows(model, prompt_list, G, n_new, cpu_rows=0):
+    """Rows one sample_groups call may decode at once (whole groups of G): sample_rows; else on CUDA as many as the
+    free memory holds, each row needing its KV cache for the longest prompt + n_new tokens (rollout.row_bytes), with
+    a tenth of the free memory kept back; else cpu_rows (0: all)."""
+    if sample_rows or device != "cuda":
+        return sample_rows or cpu_rows
+    free = torch.cuda.mem_get_info()[0] + torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
+    try:
+        return rows_that_fit(model.config, DTYPES[dtype], max(map(len, prompt_list)) + n_new, 0.9 * free, G)
+    except ValueError as e:
+        raise UsageError(f"out of memory for sampling: {e}") from None
+
+
+def check_memory(model, policy, tok, problems):
+    """On CUDA, before the first step: the resident state (weights, float32 master weights and AdamW's two moments,
+    which its first step allocates) plus one group's KV cache at the longest prompt this run can show (its largest
+    hint) must fit the card, or the run stops here with one line. Prints the plan: how many rows fit at once."""
+    if device != "cuda":
+        return
+    local = lambda p: p.to_local() if hasattr(p, "to_local") else p  # an FSDP2 shard's own elements
+    moments = 8 * sum(local(p).numel() for group in policy.optimizer.param_groups for p in group["params"])
+    resident = torch.cuda.memory_allocated() + moments
+    ratio = max((*hint_ratios, fixed_hint_ratio), default=0.0) if method in ("ghpo", "grpo_cl_hint") else 0.0
+    cache_len = max(len(prompt_ids(tok, p, ratio)) for p in problems) + max_new_tokens
+    per_row = row_bytes(model.config, DTYPES[dtype], cache_len)
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    gib = lambda n: f"{n / 2**30:.1f} GiB"
+    if resident + group_size * per_row > 0.95 * props.total_memory:
+        raise UsageError(f"memory: {gib(resident)} resident (weights, float32 master weights, AdamW moments) + "
+                         f"{gib(group_size * per_row)} for one group of {group_size} rows x {cache_len} cache slots "
+                         f"exceed the {gib(props.total_memory)} of the {props.name}: lower group_size or "
+                         f"max_new_tokens, or shard the model over GPUs (fsdp=True)")
+    if rank_world()[0] == 0:
+        fit = int((0.9 * props.total_memory - resident) // per_row)
+        print(f"memory: {props.name}, {gib(props.total_memory)}; resident {gib(resident)}; a row's KV cache at "
+              f"{cache_len} slots {per_row / 2**20:.0f} MiB: about {fit} rows at once (a rollout has "
+              f"{prompts_per_step // rank_world()[1] * group_size})")
 
 
 def load_task():
@@ -598,6 +647,7 @@ def main(argv, sample=sample_groups):
     order = problem_order(train)
     generator = torch.Generator(device=dev).manual_seed(seed + 100003 * rank)  # one sampling stream per rank
     policy = make_policy(model, ref_model)
+    check_memory(model, policy, tok, order[:rl_steps * prompts_per_step])
     if state and fsdp:  # its float32 weights and AdamW moments, each rank reading its own shards
         checkpoint.load_sharded(ckpt, model, policy.optimizer)
     start, skipped_updates = checkpoint.restore(state, policy.optimizer, policy.master, generator, rank) if state \
