@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1  # a step stopped at its time limit keeps what it printed
 
 STEPS=(kernels kernel_bench decode memory real_shape)
-declare -A LIMIT=([kernels]=80 [kernel_bench]=100 [decode]=110 [memory]=70 [real_shape]=120)  # seconds; 480 in all
+declare -A LIMIT=([kernels]=70 [kernel_bench]=90 [decode]=110 [memory]=65 [real_shape]=145)  # seconds; 480 in all
 declare -A CMD=(
   [kernels]="env -u TRITON_INTERPRET python -m pytest -q -p no:cacheprovider -k 'not realistic and not bench_kernels' tests/test_kernels.py"
   [kernel_bench]="python bench/kernels.py --device cuda"

@@ -1,13 +1,12 @@
 # GHPO on a real checkpoint: Qwen2.5-Math-1.5B trained on MATH levels 3-5 with worked solutions (the paper's data),
 # evaluated without hints on the paper's six benchmarks (AIME24, MATH-500, OlympiadBench, AMC23, Minerva, GPQA-Diamond:
-# its CSV is not shipped, README) and GSM8K as an extra. One 80 GB GPU.
+# its CSV is not shipped, README) and GSM8K as an extra. One GPU of 80 GB, or of 40 GB (below).
 # Hyperparameters: docs/method.md, "The released 7B recipe", with the batch scaled down to one GPU.
 # Put the Hugging Face folder (config.json, *.safetensors, tokenizer.json) at init_from, or pass --init_from=PATH.
 out_dir = "out/qwen2.5-math-1.5b"
 init_from = "checkpoints/Qwen2.5-Math-1.5B"
 device = "cuda"
-dtype = "bfloat16"            # weights, activations and KV cache; AdamW updates float32 master copies (ghpo.py):
-                              # 1.5B params -> 3 GB bf16 + 3 GB grads + 6 GB master + 12 GB moments
+dtype = "bfloat16"            # weights, activations and KV cache; AdamW updates float32 master copies (ghpo.py)
 # data: MATH levels 3-5 (data/LICENSES.md), the recipe's system prompt in the Qwen chat format
 task = "math"
 train_file = "data/math_train_l345.jsonl"
@@ -39,11 +38,25 @@ grad_clip = 1.0
 ppo_epochs = 1
 kl_coef = 0.0
 loss_norm = "token"
-# scaled to one GPU: 16 prompts x 8 samples per step (the recipe: 196 prompts over 8 GPUs); the bfloat16 KV cache of
-# 128 rows x ~2.4k tokens is ~9 GB. 556 steps = one pass over the 8,885 problems. torchrun --nproc_per_node=N
-# shards these prompts, so raise prompts_per_step with N to keep the per-GPU load.
+# scaled to one GPU: 16 prompts x 8 samples per step (the recipe: 196 prompts over 8 GPUs). 556 steps = one pass over
+# the 8,885 problems. torchrun --nproc_per_node=N shards these prompts, so raise prompts_per_step with N to keep the
+# per-GPU load.
+#
+# Memory (tests/test_memory.py recomputes these; bench/memory.py measured them on an H200, bench/RESULTS.md):
+#   resident   1.54B parameters x (2 B bfloat16 weight + 4 B float32 master + 8 B AdamW moments) = 20.1 GiB
+#              (gradients exist only inside the update: ghpo.py frees them after the optimizer step)
+#   rollout    a row's KV cache: 28 layers x (keys + values) x 2 heads x 128 x 2 B = 28 KiB a token; at a 300-token
+#              prompt + 2,048 new tokens, 66.5 MiB a row with its logits. ghpo.py sizes each sampling batch from the
+#              free memory (sample_rows=0; 0.9 of it): after a 0.5 GB CUDA context, 744 rows at once on an 80 GB card,
+#              224 on a 40 GB one. So the 128 rows of a step fit either card in one batch; an evaluation's 256 greedy
+#              rows take two batches on 40 GB, AIME's 32 samples 7 problems a batch. Measured: 128 rows x 2,048 new
+#              tokens peaked at 28.5 GiB with the resident state (28.45 GiB predicted).
+#   update     one micro-batch of 2 rows x 2,348 tokens (forward, fused loss, backward, float32 master gradients,
+#              AdamW step) peaked at 31.8 GiB with the resident state: within 40 GB (37.3 GiB) with ~5 GiB to spare;
+#              micro_batch=1 on a 40 GB card when prompts or completions run longer.
+# A run that cannot hold the resident state and one group stops before its first step with one line saying so.
 prompts_per_step = 16
-micro_batch = 2               # rows per forward/backward: activations of ~2 x 2.4k tokens through 28 layers
+micro_batch = 2               # rows per forward/backward (the update's activations grow with it: above)
 rl_steps = 556
 ckpt_interval = 20
 eval_interval = 0

@@ -33,7 +33,7 @@ def test_dry_run_and_only():
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().split("\n")
     assert len(lines) == 2 and lines[0].startswith("timeout 110 python bench/decode.py")
-    assert lines[0].endswith("> /tmp/x/decode.log") and lines[1].startswith("timeout 80 env -u TRITON_INTERPRET")
+    assert lines[0].endswith("> /tmp/x/decode.log") and lines[1].startswith("timeout 70 env -u TRITON_INTERPRET")
 
 
 @pytest.mark.parametrize("args, message", [(("--bogus",), "unknown argument '--bogus'"),
