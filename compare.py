@@ -345,7 +345,8 @@ def plot(runs, results, methods, out_dir):
                                                      "step")):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(xlabel)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # runs logged before generated_tokens have no curve
+            ax.legend(fontsize=7)
     fig.savefig(os.path.join(out_dir, "compare.png"), dpi=100, bbox_inches="tight")
     print(f"plot: {out_dir}/compare.png")
 
