@@ -2,13 +2,19 @@
 Run several methods and RL seeds of ghpo.py, from one base model or from several, then print a table like the paper's
 (per-level accuracy before and after RL, per method, mean over runs), the hard accuracy of every run with its spread,
 the per-base difference between the first two methods, and the mechanism behind it (hard groups with no correct
-unhinted sample, hinted groups a hint rescued). With matplotlib installed it also plots accuracy reward, hinted
-fraction per stage and grad norm over steps.
+unhinted sample, hinted groups a hint rescued); then, per method, hard and easy accuracy (mean +- sd), the compute
+each run generated (completions and tokens, all-wrong groups' regenerations included) and its wall time, and every
+run's figures. With matplotlib installed (optional, not a requirement of ghpo) compare.png plots hard accuracy
+against cumulative generated tokens (points: the evaluations before, every --eval_interval steps and after RL),
+and the accuracy reward, regenerated fraction and grad norm over steps, one line per method (means over runs).
 
     python compare.py --config small.py --methods=ghpo,grpo --seeds=0,1,2 [--base_seeds=0,1,2] [--jobs=2]
                       [--threads=N] [--out_dir=out/compare] [any --key=value of ghpo.py, probes.py, data/demo_base.py]
+    python compare.py --config small.py --methods="ghpo,grpo,g16=grpo:group_size=16,questa=ghpo:hint_schedule=(1,.5)"
 
-Each run writes <out_dir>/<method>-s<seed>/ (with --base_seeds: <out_dir>/b<base_seed>/<method>-s<seed>/); an existing
+A method is METHOD, or METHOD:KEY=VALUE[:KEY=VALUE...] with settings of ghpo.py for that method alone, named in the
+table NAME if written NAME=METHOD:..., else METHOD-KEY=VALUE-... (commas inside parentheses belong to a value). Each
+run writes <out_dir>/<name>-s<seed>/ (with --base_seeds: <out_dir>/b<base_seed>/<name>-s<seed>/); an existing
 summary.json is reused, so an interrupted comparison continues where it stopped. Without --base_seeds every run starts
 from the config's init_from (the shipped base model for small.py); --base_seeds makes each of those base models first
 (`python -m data.demo_base --base_seed=S`, kept in its cache; a base already there is not made again). probes.py
@@ -20,13 +26,15 @@ made alone, with every job's threads, before the runs that start from it.
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import ghpo
 import probes
-from configurator import UsageError
+from configurator import UsageError, check_type, parse_value
 from data import demo_base
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -66,6 +74,61 @@ def run_means(folder, keys=("hard_unsolved", "hint_rescued")):
     return out
 
 
+def run_compute(folder):
+    """A run's compute from its metrics.jsonl: completions and tokens generated over its steps (None where the log
+    predates these keys), its training seconds (the steps' sum, no evaluation) and its hard-accuracy curve
+    [(cumulative generated tokens, hard accuracy)] at the evaluations inside the run ({"step", "eval"} lines)."""
+    lines = [json.loads(l) for l in open(os.path.join(folder, "metrics.jsonl"))]
+    steps = [l for l in lines if "reward" in l]
+    has = steps and all("generated_tokens" in l for l in steps)
+    cum, curve = 0, []
+    for l in lines:
+        if "reward" in l:
+            cum += l.get("generated_tokens", 0)
+        elif "eval" in l and "hard" in l["eval"]:
+            curve.append((cum, l["eval"]["hard"]))
+    return {"completions": sum(l["generated_completions"] for l in steps) if has else None,
+            "tokens": cum if has else None, "train_s": sum(l.get("step_s", 0) for l in steps), "curve": curve}
+
+
+class Spec(NamedTuple):
+    """A method of the comparison: its name in the table and folders, ghpo.py's method, and its own settings."""
+    name: str
+    method: str
+    overrides: list           # --key=value arguments of ghpo.py for this method only
+
+
+def method_specs(text):
+    """--methods as Specs: comma-separated (a comma inside parentheses belongs to a value), each METHOD,
+    METHOD:KEY=VALUE[:KEY=VALUE...] or NAME=METHOD[:KEY=VALUE...]; every key a setting of ghpo.py, type-checked."""
+    items, depth, start = [], 0, 0
+    for i, c in enumerate(text + ","):
+        depth += (c == "(") - (c == ")")
+        if c == "," and depth == 0:
+            items.append(text[start:i].strip())
+            start = i + 1
+    specs = []
+    for item in filter(None, items):
+        head, *pairs = item.split(":")
+        name, method = head.split("=", 1) if "=" in head else (None, head)
+        if method not in ghpo.METHODS:
+            raise UsageError(f"--methods: {item!r}: method must be one of {', '.join(ghpo.METHODS)}, got {method!r}")
+        overrides = []
+        for pair in pairs:
+            key, value = pair.split("=", 1) if "=" in pair else (pair, None)
+            if key not in ghpo.config_keys or key in ("method", "seed", "out_dir") or value is None:
+                raise UsageError(f"--methods: {item!r}: {pair!r} is not KEY=VALUE with KEY a setting of ghpo.py "
+                                 f"(not method, seed or out_dir)")
+            check_type(key, parse_value(value, getattr(ghpo, key)), getattr(ghpo, key), f"--methods {item!r}")
+            overrides.append(f"--{key}={value}")
+        auto = "-".join([method] + [o[2:] for o in overrides])
+        specs.append(Spec(name or re.sub(r"[^A-Za-z0-9_.=-]", "_", auto), method, overrides))
+    names = [s.name for s in specs]
+    if not specs or len(set(names)) < len(names):
+        raise UsageError(f"--methods: give one or more methods, each with its own name; got {names}")
+    return specs
+
+
 def summarize(results, methods):
     """results: {(base, method, seed): {"eval_before": {...}, "eval_after": {...}, "mechanism": {...}}}.
     Returns the numbers the report prints: per-method means over all runs, hard accuracy per base and method, and
@@ -95,11 +158,12 @@ def report(results, methods, base_before):
     n = len(s["hard_all"][methods[0]])
     print(f"greedy accuracy without hints after RL, mean over {n} runs per method "
           f"(base models {s['bases']}); base = the mean of the starting models")
-    print(f"{'':>14}" + "".join(f"{c:>8}" for c in s["splits"]))
+    w = max([14] + [len(m) + 1 for m in methods])
+    print(f"{'':>{w}}" + "".join(f"{c:>8}" for c in s["splits"]))
     before = {c: mean([base_before[b][c] for b in s["bases"]]) for c in s["splits"]}
-    print(f"{'base':>14}" + "".join(f"{before[c]:>8.3f}" for c in s["splits"]))
+    print(f"{'base':>{w}}" + "".join(f"{before[c]:>8.3f}" for c in s["splits"]))
     for m in methods:
-        print(f"{m:>14}" + "".join(f"{s['after'][m][c]:>8.3f}" for c in s["splits"]))
+        print(f"{m:>{w}}" + "".join(f"{s['after'][m][c]:>8.3f}" for c in s["splits"]))
     print("hard accuracy per base model (its own hard accuracy before RL), per RL seed, and the mean")
     for b in s["bases"]:
         cells = [f"{m} {' '.join(f'{x:.3f}' for x in s['hard'][m][b])} (mean {mean(s['hard'][m][b]):.3f})"
@@ -117,6 +181,42 @@ def report(results, methods, base_before):
         print(f"{methods[0]} - {methods[1]} on hard: {100 * mean(d):+.1f} points on average over {len(d)} base "
               f"model(s); per base {', '.join(f'{100 * x:+.1f}' for x in d)}; min {100 * min(d):+.1f}")
     return s
+
+
+def compute_summary(results, methods):
+    """Per method, each run's figures in seed order (bases in turn): hard, easy, completions and tokens generated,
+    wall and training seconds ({name: {figure: [one per run]}}); results as summarize's, with "compute" and
+    "wall_s" per run."""
+    keys = ("hard", "easy", "completions", "tokens", "wall_s", "train_s")
+    out = {}
+    for m in methods:
+        rs = [v for (b, mm, s), v in sorted(results.items(), key=lambda kv: (kv[0][2], str(kv[0][0])))
+              if mm == m]
+        out[m] = {k: [r["eval_after"][k] if k in ("hard", "easy") else r["wall_s"] if k == "wall_s"
+                      else r["compute"][k] for r in rs] for k in keys}
+    return out
+
+
+def report_compute(c, methods):
+    """Print compute_summary's table (mean +- sd over runs) and every run's figures."""
+    w = max([14] + [len(m) + 1 for m in methods])
+    first = c[methods[0]]["tokens"]
+    print(f"per method, mean +- sd over runs: greedy accuracy after RL (no hints); compute generated per run "
+          f"(every sampled completion, all-wrong groups' regenerations included; tokens x {methods[0]}'s); wall "
+          f"time per run (training steps alone)")
+    print(f"{'':>{w}}{'hard':>16}{'easy':>16}{'completions':>18}{'tokens':>22}{'x':>6}{'wall s':>14}{'train s':>9}")
+    fmt = lambda xs, d: f"{mean(xs):.{d}f} +- {sd(xs):.{d}f}" if None not in xs else "-"
+    for m in methods:
+        f = c[m]
+        ratio = f"{mean(f['tokens']) / mean(first):.2f}" if None not in f["tokens"] + first else "-"
+        print(f"{m:>{w}}{fmt(f['hard'], 3):>16}{fmt(f['easy'], 3):>16}{fmt(f['completions'], 0):>18}"
+              f"{fmt(f['tokens'], 0):>22}{ratio:>6}{fmt(f['wall_s'], 0):>14}{mean(f['train_s']):>9.0f}")
+    print("every run (seed order): hard | easy | completions | tokens | wall s")
+    for m in methods:
+        f = c[m]
+        cells = [f"{h:.3f} {e:.3f} " + " ".join("-" if x is None else f"{x:.0f}" for x in (n, t, ws))
+                 for h, e, n, t, ws in zip(f["hard"], f["easy"], f["completions"], f["tokens"], f["wall_s"])]
+        print(f"  {m}: " + " | ".join(cells))
 
 
 def split_args(argv):
@@ -144,12 +244,12 @@ def split_args(argv):
         for name in owners:
             passed[name].append(arg)
     try:
-        opts = dict(methods=own["methods"].split(","), seeds=[int(x) for x in own["seeds"].split(",")],
+        opts = dict(seeds=[int(x) for x in own["seeds"].split(",")],
                     base_seeds=[int(x) for x in own["base_seeds"].split(",")] if own["base_seeds"] else None,
                     jobs=int(own["jobs"]), out_dir=own["out_dir"], threads=int(own["threads"]))
     except ValueError as e:
         raise UsageError(f"--seeds, --base_seeds, --jobs and --threads take integers (comma-separated): {e}") from None
-    return opts, passed
+    return opts | {"methods": method_specs(own["methods"])}, passed
 
 
 
@@ -169,10 +269,12 @@ def main(argv):
             run(["-m", "data.demo_base", *passed["base"], f"--base_seed={b}"], os.path.join(base_dir[b], "base"),
                 threads * jobs)
         init_from[b] = [f"--init_from={folder}"]
+    spec = {m.name: m for m in methods}
+    methods = list(spec)  # from here on, the methods' names
     runs = [(b, m, s, os.path.join(base_dir[b], f"{m}-s{s}"))  # seed-major: an interrupted comparison stays paired
             for b in bases for s in opts["seeds"] for m in methods]
-    jobs_list = [(["ghpo.py", *passed["ghpo"], *init_from[b], f"--method={m}", f"--seed={s}", f"--out_dir={d}"], d)
-                 for b, m, s, d in runs]
+    jobs_list = [(["ghpo.py", *passed["ghpo"], *init_from[b], f"--method={spec[m].method}", *spec[m].overrides,
+                   f"--seed={s}", f"--out_dir={d}"], d) for b, m, s, d in runs]
     if "--probe_per_level=0" not in passed["probes"]:  # one probe of each base model, beside the runs
         jobs_list += [(["probes.py", *passed["probes"], *init_from[b], f"--out_dir={base_dir[b]}/probes"],
                        os.path.join(base_dir[b], "probes")) for b in bases]
@@ -181,10 +283,17 @@ def main(argv):
 
     summaries = {r: json.load(open(os.path.join(r[3], "summary.json"))) for r in runs}
     results = {r[:3]: {"eval_before": summaries[r]["eval_before"], "eval_after": summaries[r]["eval_after"],
-                       "mechanism": run_means(r[3])} for r in runs}  # keyed (base, method, seed)
+                       "mechanism": run_means(r[3]), "compute": run_compute(r[3]),
+                       "wall_s": summaries[r].get("wall_seconds")} for r in runs}  # keyed (base, method, seed)
+    for r in runs:  # the hard-accuracy curve from the evaluation before RL (no tokens yet) to the one after
+        c = results[r[:3]]["compute"]
+        ends = [(0, summaries[r]["eval_before"]["hard"])], [(c["tokens"], summaries[r]["eval_after"]["hard"])]
+        c["curve"] = ends[0] + c["curve"] + ends[1] if c["tokens"] is not None else []
     firsts = {b: next(r for r in runs if r[0] == b) for b in bases}
     base_before = {b: summaries[r]["eval_before"] for b, r in firsts.items()}
     s = report(results, methods, base_before)
+    compute = compute_summary(results, methods)
+    report_compute(compute, methods)
     probed = {b: os.path.join(base_dir[b], "probes", "probes.json") for b in bases}
     with open(os.path.join(out_dir, "compare.json"), "w") as f:
         json.dump({"base": {str(b): v for b, v in base_before.items()}, "after": s["after"],
@@ -192,35 +301,52 @@ def main(argv):
                    "diff": {str(b): v for b, v in s["diff"].items()}, "mechanism": s["mechanism"],
                    "probes": {str(b): {k: v for k, v in json.load(open(p)).items() if k in ("hint_probe", "pass_probe")}
                               for b, p in probed.items() if os.path.isfile(p)},
-                   "runs": {os.path.relpath(r[3], out_dir): summaries[r]["eval_after"] for r in runs}}, f, indent=1)
-    plot(runs, out_dir)
-    return s
+                   "compute": compute, "settings": {m: spec[m].overrides for m in methods},
+                   "runs": {os.path.relpath(r[3], out_dir): summaries[r]["eval_after"] | {
+                       k: results[r[:3]]["compute"][k] for k in ("completions", "tokens", "train_s", "curve")}
+                       | {"wall_s": results[r[:3]]["wall_s"]} for r in runs}}, f, indent=1)
+    plot(runs, results, methods, out_dir)
+    return s | {"compute": compute}
 
 
-def plot(runs, out_dir):
-    """compare.png: accuracy reward, hinted fraction per stage (ghpo) and grad norm over steps, one line per run."""
+def mean_curve(curves):
+    """The pointwise mean of runs' curves [(x, y), ...] over the points all of them have."""
+    n = min(len(c) for c in curves)
+    return [mean([c[i][0] for c in curves]) for i in range(n)], [mean([c[i][1] for c in curves]) for i in range(n)]
+
+
+def plot(runs, results, methods, out_dir):
+    """compare.png: hard accuracy against cumulative generated tokens, then the accuracy reward, the fraction of
+    groups sampled again (any stage) and the grad norm over steps; one line per method, the mean over its runs."""
     try:
-        import matplotlib  # optional: only for this plot
+        import matplotlib  # optional: only for this plot (not a requirement of ghpo)
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         print("matplotlib is not installed: no plot (pip install matplotlib for one)")
         return
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for b, m, seed, d in runs:
-        label = f"{m} s{seed}" + (f" b{b}" if b is not None else "")
-        lines = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl")) if '"reward"' in l]
-        steps = [l["step"] for l in lines]
-        axes[0].plot(steps, [l["accuracy"] for l in lines], label=label, alpha=0.7)
-        axes[2].plot(steps, [l["grad_norm"] for l in lines], label=label, alpha=0.7)
-        if m == "ghpo":
-            for w in lines[0]["hinted"]:
-                axes[1].plot(steps, [l["hinted"][w] for l in lines], label=f"{label} hint {w}", alpha=0.7)
-    for ax, title in zip(axes, ("accuracy reward", "fraction of groups hinted, per stage (ghpo)",
-                                "grad norm (pre-clip)")):
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        ax.legend(fontsize=6)
+    fig, axes = plt.subplots(2, 2, figsize=(14, 10))
+    for m in methods:
+        mine = [r for r in runs if r[1] == m]
+        curves = [results[r[:3]]["compute"]["curve"] for r in mine]
+        if all(curves):
+            x, y = mean_curve(curves)
+            sds = [sd([c[i][1] for c in curves]) for i in range(len(x))]
+            axes[0, 0].errorbar([t / 1e6 for t in x], y, yerr=sds, marker="o", capsize=3, label=m)
+        lines = [[json.loads(l) for l in open(os.path.join(r[3], "metrics.jsonl")) if '"reward"' in l] for r in mine]
+        for ax, value in ((axes[0, 1], lambda l: l["accuracy"]), (axes[1, 0], lambda l: sum(l["hinted"].values())),
+                          (axes[1, 1], lambda l: l["grad_norm"])):
+            curves = [[(l["step"], value(l)) for l in ls] for ls in lines]
+            ax.plot(*mean_curve(curves), label=m, alpha=0.8)
+    titles = ("hard accuracy (greedy, no hints) against generated tokens; mean +- sd over runs",
+              "accuracy reward of the final groups", "fraction of groups sampled again (hinted or not)",
+              "grad norm (pre-clip)")
+    for ax, title, xlabel in zip(axes.flat, titles, ("cumulative generated tokens (millions)", "step", "step",
+                                                     "step")):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel)
+        if ax.get_legend_handles_labels()[0]:  # runs logged before generated_tokens have no curve
+            ax.legend(fontsize=7)
     fig.savefig(os.path.join(out_dir, "compare.png"), dpi=100, bbox_inches="tight")
     print(f"plot: {out_dir}/compare.png")
 

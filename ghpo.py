@@ -12,7 +12,9 @@ One RL step (train_step, called by main()'s loop):
      cosine learning rate with warm-up and grad-norm clipping
 The "hybrid": a hinted group learns to continue a worked solution (guided imitation), the others explore, and both go
 through the one clipped objective in the same batch. At evaluation there are no hints. `method` switches to the
-paper's baselines: grpo, grpo_cl, grpo_cl_hint, dapo.
+paper's baselines: grpo, grpo_cl, grpo_cl_hint, dapo, and to resample, GHPO's extra sampling without the hint. The
+relatives and rivals that came after it are settings, off by default: hint_schedule (QuestA), hint_loss_coef (UFT),
+replay_size (TRL's replay buffer), mask_truncated (DAPO's overlong filtering).
 Around this file: prompts.py writes prompts and hints, configurator.py reads the settings, checkpoint.py writes and
 resumes checkpoints, distributed.py joins torchrun's ranks, probes.py probes a base model before RL, and
 data/demo_base.py makes the CPU demo's base model (a command of its own).
@@ -58,7 +60,8 @@ from verify import verify, verify_choice
 # run
 out_dir = "out/ghpo"          # metrics.jsonl, summary.json and checkpoints go here
 seed = 0                      # RL seed (problem order, sampling); the base model was made with its own seed
-method = "ghpo"               # ghpo | grpo | grpo_cl (curriculum) | grpo_cl_hint (curriculum + fixed hint) | dapo
+method = "ghpo"               # ghpo | grpo | grpo_cl (curriculum) | grpo_cl_hint (curriculum + fixed hint) | dapo |
+                              # resample (GHPO's stages without the hint: all-wrong groups sampled again, unhinted)
 device = "cpu"                # cpu | cuda
 dtype = "float32"             # float32 | bfloat16 (parameters and activations; AdamW then updates float32 master
                               # copies and rounds them back: a bfloat16 weight alone rounds an lr-1e-6 step away)
@@ -105,6 +108,15 @@ fixed_hint_ratio = 0.5        # grpo_cl_hint: the hint every problem gets
 format_reward = 0.0           # weight of the format reward; the paper uses 0.5 (with accuracy 1.0)
 format_pattern = r".*\\boxed\{"  # format reward 1 when re.match(format_pattern, completion, DOTALL | MULTILINE)
                               # succeeds, as in the released code (this default: a \boxed{} answer present)
+# GHPO's relatives and rivals (docs/method.md, "Relatives and rivals"), each off by default
+hint_schedule = (1.0,)        # every hint ratio times hint_schedule[k] in the k-th of its equal parts of the run
+                              # (QuestA, arXiv 2507.13266: a 50% then a 25% hint -> (1.0, 0.5)); (1.0,): fixed
+hint_loss_coef = 0.0          # weight of a likelihood term on the hint tokens, their mean negative log-likelihood
+                              # (UFT, arXiv 2505.16984; its code's default 0.001); needs hint_in_answer
+replay_size = 0               # groups with a signal kept to stand in for zero-variance groups (TRL's
+                              # GRPOWithReplayBuffer; its default 64); 0: off
+mask_truncated = False        # completions cut at max_new_tokens get no loss (DAPO's overlong filtering; TRL's
+                              # mask_truncated_completions)
 # optimisation
 rl_steps = 60                 # RL steps
 prompts_per_step = 16         # B problems per step
@@ -123,11 +135,14 @@ loss_norm = "token"           # token: sum over tokens / tokens in the batch (re
                               # dr_grpo: sum over tokens / (rows x max_new_tokens), TRL's "dr_grpo"
 eval_interval = 0             # evaluate every this many RL steps as well (0: only before and after)
 ckpt_interval = 0             # write a checkpoint every this many RL steps (0: only at the end)
+wandb_log = False             # also send metrics.jsonl's lines to Weights & Biases (imported only when on)
+wandb_project = "ghpo"        # its project
+wandb_run_name = ""           # its run name ("": the last folder of out_dir)
 config_keys = [k for k, v in globals().items() if k.islower() and not k.startswith("_")
                and isinstance(v, (int, float, bool, str, tuple))]
 # -----------------------------------------------------------------------------
 
-METHODS = ("ghpo", "grpo", "grpo_cl", "grpo_cl_hint", "dapo")
+METHODS = ("ghpo", "grpo", "grpo_cl", "grpo_cl_hint", "dapo", "resample")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -144,6 +159,13 @@ def configure(argv, others=()):
         re.compile(cfg["format_pattern"])
     except re.error as e:
         raise UsageError(f"format_pattern: not a regular expression ({e}): {cfg['format_pattern']!r}") from None
+    if not cfg["hint_schedule"] or not all(isinstance(x, (int, float)) and x >= 0 for x in cfg["hint_schedule"]):
+        raise UsageError(f"hint_schedule must be one or more numbers >= 0, got {cfg['hint_schedule']!r}")
+    if cfg["hint_loss_coef"] < 0 or cfg["replay_size"] < 0:
+        raise UsageError(f"hint_loss_coef and replay_size must be >= 0, got {cfg['hint_loss_coef']}, "
+                         f"{cfg['replay_size']}")
+    if cfg["hint_loss_coef"] and not cfg["hint_in_answer"]:
+        raise UsageError("hint_loss_coef > 0 trains on the hint as the model's own text: it needs hint_in_answer=True")
     return cfg
 
 
@@ -188,23 +210,40 @@ def sample_and_score(model, tok, problems, ratios, stop_ids, generator, sample=s
     return groups
 
 
+class Generated(NamedTuple):
+    """What a step sampled in all: every completion, all-wrong groups' regenerations included (the compute it spent)."""
+    completions: int
+    tokens: int               # completion tokens, each up to and including its stop token
+
+
+def hint_scale(step):
+    """QuestA's schedule: the factor on every hint ratio at this step, hint_schedule[k] in the k-th of its equal parts
+    of the run (1.0 throughout by default)."""
+    return hint_schedule[min(len(hint_schedule) - 1, step * len(hint_schedule) // max(1, rl_steps))]
+
+
 def rollout_with_hints(model, tok, problems, step, stop_ids, generator, sample=sample_groups):
-    """Steps 1-3. Returns the final groups and, per group, the hint stage it ended at (0: no hint, s: hint_ratios[s-1]).
-    Each method is one branch: grpo_cl_hint hints every problem from the start, ghpo escalates all-wrong groups."""
-    ratios = [fixed_hint_ratio if method == "grpo_cl_hint" else 0.0] * len(problems)
+    """Steps 1-3. Returns the final groups, per group the hint stage it ended at (0: no hint, s: hint_ratios[s-1]), and
+    what was sampled in all (Generated). Each method is one branch: grpo_cl_hint hints every problem from the start,
+    ghpo escalates all-wrong groups, resample samples them again at the same stages without a hint (the ablation of
+    the hint: the same extra sampling)."""
+    scale = hint_scale(step)
+    ratios = [fixed_hint_ratio * scale if method == "grpo_cl_hint" else 0.0] * len(problems)
     groups = sample_and_score(model, tok, problems, ratios, stop_ids, generator, sample)
-    stage = [0] * len(problems)
-    if method == "ghpo" and step >= start_hint_step:
+    stage, sampled = [0] * len(problems), list(groups)
+    if method in ("ghpo", "resample") and step >= start_hint_step:
         for s, w in enumerate(hint_ratios, 1):
             hard = [i for i, g in enumerate(groups) if g["acc"].sum() == 0]  # detection: accuracy reward only
             if not hard:
                 break
             # the whole group is regenerated from the hinted prompt: hinted and unhinted samples never mix
-            regen = sample_and_score(model, tok, [problems[i] for i in hard], [w] * len(hard), stop_ids, generator,
-                                     sample)
+            ratio = w * scale if method == "ghpo" else 0.0
+            regen = sample_and_score(model, tok, [problems[i] for i in hard], [ratio] * len(hard), stop_ids,
+                                     generator, sample)
             for i, g in zip(hard, regen):
                 groups[i], stage[i] = g, s
-    return groups, stage
+            sampled += regen
+    return groups, stage, Generated(sum(len(g["tokens"]) for g in sampled), sum(int(g["mask"].sum()) for g in sampled))
 
 
 def mechanism(acc, stage, levels):
@@ -236,6 +275,39 @@ def trained_groups(acc):
         return [i for i in range(len(acc)) if 0 < acc[i].sum() < acc.shape[1]]
     return list(range(len(acc)))
 
+
+def group_rewards(groups):
+    """(P, G) rewards of the groups: accuracy + format_reward x format."""
+    return torch.stack([g["acc"] for g in groups]) + format_reward * torch.stack([g["fmt"] for g in groups])
+
+
+def truncated(group, stop_ids):
+    """(G,) bool: the group's completions cut by the length limit, whose last token is no stop token."""
+    lengths = group["mask"].sum(1)  # (G,)
+    last = group["tokens"].gather(1, (lengths - 1).clamp(min=0)[:, None])[:, 0]  # (G,)
+    return ~torch.isin(last, torch.tensor(list(stop_ids), dtype=last.dtype, device=last.device)) | (lengths == 0)
+
+
+def replay_groups(groups, rewards, replay, step):
+    """TRL's GRPOWithReplayBuffer (docs/method.md, "Relatives and rivals"): every group whose rewards all agree (zero
+    variance: no signal) is replaced by an earlier group with a signal, drawn from `replay` with probability in
+    proportion to its score, sum_i |A_i| x std(r) as TRL scores it; then this step's groups with a signal join the
+    buffer, which keeps the replay_size best scores. replay: [[score, group], ...], updated in place. Returns the
+    groups the update trains on and how many stand in for others. rewards: (P, G)."""
+    std, adv = rewards.std(1), group_advantages(rewards)  # (P,), (P, G)
+    flat = [i for i in range(len(groups)) if std[i] == 0]
+    trained, replaced = list(groups), flat if replay else []
+    if replaced:  # seeded by (seed, step): a resumed run draws the same groups
+        scores = torch.tensor([score for score, _ in replay])
+        draw = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        picks = torch.multinomial(scores, len(flat), replacement=len(flat) > len(replay), generator=draw)
+        for i, j in zip(flat, picks.tolist()):
+            trained[i] = replay[j][1]
+    replay += [[float((adv[i].abs() * std[i]).sum()), groups[i]] for i in range(len(groups)) if std[i] > 0]
+    replay.sort(key=lambda item: -item[0])  # stable: at equal scores the older stays, as in TRL's heap
+    del replay[replay_size:]
+    return trained, len(replaced)
+
 # -----------------------------------------------------------------------------
 # steps 4-5: advantages and the policy update
 
@@ -248,13 +320,27 @@ def group_advantages(rewards, eps=1e-4):
 class Row(NamedTuple):
     """One completion as the update reads it."""
     ids: list                 # prompt + completion token ids
-    n_prompt: int             # its first n_prompt ids are the prompt (hint included): never in the loss
+    n_prompt: int             # its first n_prompt ids are the prompt (hint included): never in the policy loss
+    n_hint: int = 0           # the prompt's last n_hint ids are a hint the likelihood term trains (hint_loss_coef)
 
 
-def pack_rows(groups):
-    """One Row per completion of the groups, in order."""
-    return [Row(g["prompt"] + tokens[:int(mask.sum())].tolist(), len(g["prompt"]))
-            for g in groups for tokens, mask in zip(g["tokens"], g["mask"])]
+def hint_length(tok, group):
+    """How many of a hinted group's prompt tokens are the hint, which with hint_in_answer ends the prompt: those after
+    its longest common prefix with the unhinted prompt (0 without a hint)."""
+    if not group["ratio"]:
+        return 0
+    plain, hinted = prompt_ids(tok, group["problem"]), group["prompt"]
+    return len(hinted) - next((k for k, (a, b) in enumerate(zip(plain, hinted)) if a != b), len(plain))
+
+
+def pack_rows(groups, tok=None):
+    """One Row per completion of the groups, in order (with hint_loss_coef, and tok, each marks its hint tokens)."""
+    rows = []
+    for g in groups:
+        n_hint = hint_length(tok, g) if hint_loss_coef else 0
+        rows += [Row(g["prompt"] + tokens[:int(mask.sum())].tolist(), len(g["prompt"]), n_hint)
+                 for tokens, mask in zip(g["tokens"], g["mask"])]
+    return rows
 
 
 def batch_tensors(rows, dev):
@@ -266,6 +352,25 @@ def batch_tensors(rows, dev):
         ids[b, :len(row.ids)] = torch.tensor(row.ids)
         mask[b, row.n_prompt - 1:len(row.ids) - 1] = 1.0  # position t predicts token t+1: completion tokens only
     return ids.to(dev), ids[:, 1:].to(dev), mask.to(dev)
+
+
+def hint_likelihood(h, weight, rows, targets, n_hint):
+    """UFT's likelihood term on a micro-batch's hint tokens (docs/method.md, "Relatives and rivals"). Returns a term
+    whose gradient is that of hint_loss_coef x (sum of -log p over these hint tokens) / n_hint, n_hint the step's hint
+    tokens over all micro-batches and ranks, and the mean negative log-likelihood of these tokens (0.0 and None when
+    there are none). The term is policy_loss with advantage hint_loss_coef and no old log-probs: its ratio is exactly
+    1, so its gradient is -hint_loss_coef x d log p / n_hint, the likelihood's, from the same fused kernel (no
+    (tokens, V) logits); its value is not the likelihood, which the second number gives. h: (b, L-1, C)."""
+    if not n_hint:
+        return 0.0, None
+    hint = torch.zeros(targets.shape, device=targets.device)  # (b, L-1): positions whose next token is a hint token
+    for b, row in enumerate(rows):
+        hint[b, row.n_prompt - row.n_hint - 1:row.n_prompt - 1] = 1.0
+    if not hint.any():
+        return 0.0, None
+    term, st = policy_loss(h, weight, targets, hint, torch.full((len(rows),), hint_loss_coef, device=h.device),
+                           temperature=temperature, norm="token", denom=n_hint, impl=kernel_impl)
+    return term, -float(st["logp_mean"])
 
 
 @torch.no_grad()
@@ -332,6 +437,7 @@ def policy_update(policy, rows, advantages, dev):
     n_tokens, n_rows = all_sum(sum(len(r.ids) - r.n_prompt for r in rows), sum(len(r.ids) > r.n_prompt for r in rows))
     denom = {"token": n_tokens, "sequence": n_rows, "dr_grpo": n_rows * max_new_tokens}[loss_norm]  # global
     # normaliser across micro-batches and ranks (dr_grpo: rows x the completion budget, TRL's max_completion_length)
+    n_hint = all_sum(sum(r.n_hint for r in rows))[0] if hint_loss_coef else 0  # the likelihood term's tokens
     stats = []
     for epoch in range(ppo_epochs):
         optimizer.zero_grad(set_to_none=True)
@@ -345,12 +451,15 @@ def policy_update(policy, rows, advantages, dev):
                                        ref_logp=None if ref is None else ref[j], eps_low=eps_low, eps_high=eps_high,
                                        beta=kl_coef, temperature=temperature, norm=loss_norm, denom=denom,
                                        impl=kernel_impl)
-                loss.backward()
+                hint_loss, hint_nll = hint_likelihood(h, model.lm_head.weight, rows[i:i + micro_batch], targets,
+                                                      n_hint)
+                (loss + hint_loss).backward()
             except torch.cuda.OutOfMemoryError:
                 raise UsageError(f"out of memory in the update, a micro-batch of {ids.shape[0]} rows x "
                                  f"{ids.shape[1]} tokens: lower micro_batch (now {micro_batch})") from None
             if mask.any():  # even_rows' padding alone has no statistics
-                stats.append({k: float(v) for k, v in st.items()} | {"loss": loss.item()})
+                stats.append({k: float(v) for k, v in st.items()} | {"loss": loss.item()}
+                             | ({"hint_nll": hint_nll} if hint_loss_coef else {}))
         sync_grads(model)
         if master is not None:  # AdamW steps the float32 master weights, from the model's gradients
             for m, p in zip(master, model.parameters()):
@@ -383,6 +492,9 @@ class StepOutcome:
     loss_stats: list          # per micro-batch statistics of the loss (kernels/loss.py)
     grad_norm: float          # pre-clip gradient norm (the same on every rank)
     skipped: bool             # a non-finite loss or gradient: the update was skipped
+    generated: Generated      # everything sampled, regenerations included
+    truncated: int            # completions of the final groups cut by the length limit
+    replayed: int             # groups the update took from the replay buffer instead (replay_size)
 
 
 def sampling_model(model):
@@ -393,21 +505,28 @@ def sampling_model(model):
     return Qwen2.from_state_dict(model.config, full_state(model, DTYPES[dtype])).eval()
 
 
-def train_step(policy, tok, problems, step, stop_ids, generator, dev, sample=sample_groups):
-    """One step on this rank's problems: steps 1-3 (rollout_with_hints), 4 (group_advantages) and 5 (policy_update)."""
+def train_step(policy, tok, problems, step, stop_ids, generator, dev, sample=sample_groups, replay=None):
+    """One step on this rank's problems: steps 1-3 (rollout_with_hints), 4 (group_advantages) and 5 (policy_update).
+    replay: the replay buffer (replay_groups), kept by the caller from step to step."""
     policy.model.eval()
-    groups, stage = rollout_with_hints(sampling_model(policy.model), tok, problems, step, stop_ids, generator, sample)
+    groups, stage, generated = rollout_with_hints(sampling_model(policy.model), tok, problems, step, stop_ids,
+                                                  generator, sample)
     acc = torch.stack([g["acc"] for g in groups])  # (P, G)
-    rewards = acc + format_reward * torch.stack([g["fmt"] for g in groups])  # (P, G)
-    adv = group_advantages(rewards)  # (P, G)
-    keep = trained_groups(acc)
-    rows = pack_rows([groups[i] for i in keep])
+    rewards = group_rewards(groups)  # (P, G)
+    trained, replayed = replay_groups(groups, rewards, replay, step) if replay_size else (groups, 0)
+    adv = group_advantages(group_rewards(trained))  # (P, G)
+    keep = trained_groups(torch.stack([g["acc"] for g in trained]))
+    rows = pack_rows([trained[i] for i in keep], tok)
     row_adv = adv[keep].flatten().to(dev) if keep else None  # (rows,)
+    if mask_truncated and keep:  # overlong filtering: a completion cut by the length limit gets no loss
+        cut = torch.cat([truncated(trained[i], stop_ids) for i in keep]).to(dev)  # (rows,)
+        rows, row_adv = [r for r, c in zip(rows, cut.tolist()) if not c], row_adv[~cut]
     policy.model.train()
     n_rows = all_sum(len(rows))[0]  # every rank takes part in the update when any rank has rows
     grad_norm, stats, updated = policy_update(policy, rows, row_adv, dev) if n_rows else (0.0, [], False)
     return StepOutcome(acc.tolist(), rewards.tolist(), stage, sum(int(g["mask"].sum()) for g in groups), stats,
-                       grad_norm, skipped=bool(n_rows) and not updated)
+                       grad_norm, bool(n_rows) and not updated, generated,
+                       sum(int(truncated(g, stop_ids).sum()) for g in groups), replayed)
 
 
 def step_record(step, outcomes, levels, seconds, skipped_updates, lr_now):
@@ -423,7 +542,20 @@ def step_record(step, outcomes, levels, seconds, skipped_updates, lr_now):
         "response_len": n_tokens / acc.numel(), "grad_norm": outcomes[0].grad_norm,
         "tokens_per_s": n_tokens / seconds, "step_s": seconds, "lr": lr_now,
         "skipped_updates": skipped_updates,  # non-finite loss or gradients: the update was skipped
-    } | mechanism(acc, stage, levels) | ({k: sum(s[k] for s in stats) / len(stats) for k in stats[0]} if stats else {})
+        "generated_completions": sum(o.generated.completions for o in outcomes),  # all sampled, regenerations too
+        "generated_tokens": sum(o.generated.tokens for o in outcomes),
+        "truncated": sum(o.truncated for o in outcomes) / acc.numel(),  # final completions cut by the length limit
+    } | ({"replayed": sum(o.replayed for o in outcomes) / len(acc)} if replay_size else {}) \
+        | mechanism(acc, stage, levels) | mean_stats(stats)
+
+
+def mean_stats(stats):
+    """The means over micro-batches of the loss statistics (a None, a micro-batch without that quantity, left out)."""
+    means = {}
+    for k in stats[0] if stats else []:
+        xs = [s[k] for s in stats if s[k] is not None]
+        means[k] = sum(xs) / len(xs) if xs else None
+    return means
 
 
 def print_step(record):
@@ -608,6 +740,19 @@ def evaluate_only(model, tok, eval_sets, stop_ids, summary, sample):
     close()
     return summary
 
+def open_wandb(cfg):
+    """The wandb module with a run started (wandb_log, as nanoGPT does it: imported only when on)."""
+    import wandb
+    wandb.init(project=wandb_project, name=wandb_run_name or os.path.basename(out_dir.rstrip("/")), config=cfg)
+    return wandb
+
+
+def log_line(line, metrics_file, wandb=None):
+    """One line of metrics.jsonl, and with wandb_log the same numbers to wandb at its step."""
+    print(json.dumps(line), file=metrics_file, flush=True)
+    if wandb:
+        wandb.log(line, step=line["step"])
+
 # -----------------------------------------------------------------------------
 # the loop
 
@@ -656,11 +801,13 @@ def main(argv, sample=sample_groups):
         print(f"resumed from {ckpt} at step {start}")
     metrics_file = checkpoint.metrics_log(out_dir, start) if rank == 0 else None  # cut back to the checkpoint's step
     per_rank = prompts_per_step // world
+    replay = state["replay"][rank] if state and "replay" in state else []  # replay_size: this rank's buffer
+    wandb = open_wandb(cfg) if wandb_log and rank == 0 else None
 
     def save(step, full):
         """A checkpoint after `step` steps (full: the gathered model under FSDP2)."""
         state = {"config": cfg, "base": init_from, "skipped_updates": skipped_updates,
-                 "summary": {k: v for k, v in summary.items() if k != "config"}}
+                 "summary": {k: v for k, v in summary.items() if k != "config"}, "replay": all_gather(replay)}
         checkpoint.save(out_dir, step, model, policy.optimizer, policy.master, generator, state, init_from, full)
 
     for step in range(start, rl_steps):
@@ -669,18 +816,18 @@ def main(argv, sample=sample_groups):
             group["lr"] = learning_rate(step)
         batch = [order[(step * prompts_per_step + i) % len(order)] for i in range(prompts_per_step)]
         problems = batch[rank * per_rank:(rank + 1) * per_rank]  # this rank's slice: whole groups on one rank
-        outcome = train_step(policy, tok, problems, step, stop_ids, generator, dev, sample)
+        outcome = train_step(policy, tok, problems, step, stop_ids, generator, dev, sample, replay)
         skipped_updates += outcome.skipped
         record = step_record(step, all_gather(outcome), [p["level"] for p in batch], time.time() - t0,
                              skipped_updates, policy.optimizer.param_groups[0]["lr"])
         if rank == 0:
-            print(json.dumps(record), file=metrics_file, flush=True)
+            log_line(record, metrics_file, wandb)
             print_step(record)
         if eval_interval and (step + 1) % eval_interval == 0 and step + 1 < rl_steps:
             mid = evaluate(sampling_model(model), tok, eval_sets, stop_ids, sample=sample)
             if rank == 0:
                 print("eval", " ".join(f"{k} {v:.3f}" for k, v in mid.items()))
-                print(json.dumps({"step": step, "eval": mid}), file=metrics_file, flush=True)
+                log_line({"step": step, "eval": mid}, metrics_file, wandb)
         if ckpt_interval and (step + 1) % ckpt_interval == 0:
             save(step + 1, sampling_model(model) if fsdp else None)
 
@@ -694,6 +841,8 @@ def main(argv, sample=sample_groups):
         shutil.copy2(os.path.join(init_from, "tokenizer.json"), os.path.join(out_dir, "model"))
         checkpoint.write_json(os.path.join(out_dir, "summary.json"), summary)
         metrics_file.close()
+        if wandb:
+            wandb.finish()
         print(f"done in {summary['wall_seconds']:.0f}s -> {out_dir}/summary.json")
     close()
     return summary

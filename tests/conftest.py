@@ -34,3 +34,17 @@ def qwen_tokenizer_file(tmp_path_factory):
     except FileNotFoundError as e:
         pytest.skip(str(e))
     return qwen_tokenizer.write_tokenizer(str(tmp_path_factory.mktemp("qwen_tok")), qwen_tokenizer.read_ranks(ranks))
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory):
+    """A tiny base model trained by the demo base's command (python -m data.demo_base), made.json and all."""
+    from data import demo_base
+    from helpers import TINY_BASE
+    cache = tmp_path_factory.mktemp("base")
+    saved, threads = {k: getattr(demo_base, k) for k in demo_base.config_keys}, torch.get_num_threads()
+    folder = demo_base.make_base(TINY_BASE + ["--threads=1", f"--base_cache={cache}"])
+    for k, v in saved.items():
+        setattr(demo_base, k, v)
+    torch.set_num_threads(threads)
+    return folder

@@ -22,3 +22,10 @@ def sampled(rows, n_prompts, G):
     mask = torch.tensor([[1] * len(r) + [0] * (T - len(r)) for r in rows], dtype=torch.bool)  # (N, T)
     return dict(tokens=tokens, mask=mask, logprobs=torch.zeros(tokens.shape), lengths=mask.sum(1),
                 finish_reason=["stop"] * len(rows), prompt_index=torch.arange(n_prompts).repeat_interleave(G))
+
+
+# a tiny demo base (conftest.py's tiny_base: its command, data/demo_base.py) and a short run from it
+TINY_BASE = ["--n_layer=1", "--n_embd=32", "--n_head=2", "--n_kv_head=1", "--n_inner=64", "--base_steps=20",
+             "--base_batch=8", "--base_row_len=128", "--eval_per_level=8"]
+TINY_RUN = ["--config", "small.py", "--eval_per_level=8", "--max_new_tokens=24", "--eval_levels=(1,7)",
+            "--train_levels=(1,7)", "--hard_levels=(7,)", "--group_size=4", "--prompts_per_step=4"]

@@ -66,7 +66,8 @@ def fake_run(calls):
         with open(os.path.join(folder, "summary.json"), "w") as f:
             json.dump({"eval_before": before, "eval_after": after}, f)
         with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
-            f.write(json.dumps({"step": 0, "reward": .5, "hard_unsolved": .5, "hint_rescued": None}) + "\n")
+            f.write(json.dumps({"step": 0, "reward": .5, "accuracy": .5, "hinted": {"0.25": 0.0}, "grad_norm": .1,
+                                "hard_unsolved": .5, "hint_rescued": None}) + "\n")
     return run
 
 

@@ -17,7 +17,7 @@ import prompts
 from data import demo_base
 from data.arith import build_tokenizer, level_problems, make_splits
 from data.datasets import load_jsonl
-from helpers import sampled
+from helpers import TINY_BASE, TINY_RUN, sampled
 from model import Qwen2, Qwen2Config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,7 +67,7 @@ def scripted(tok):
 def test_ghpo_escalates_stages_and_regenerates_whole_groups(tok, scripted):
     problems, calls, sample = scripted
     ghpo.method = "ghpo"
-    groups, stage = ghpo.rollout_with_hints(None, tok, problems, 0, [], None, sample)
+    groups, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 0, [], None, sample)
     assert stage == [0, 1, 2, 3, 3]
     assert [g["ratio"] for g in groups] == [0.0, 0.25, 0.5, 0.75, 0.75]
     assert [int(g["acc"].sum()) for g in groups] == [4, 4, 4, 4, 0]  # the last stays all wrong after 0.75
@@ -100,18 +100,18 @@ def test_mechanism_metrics():
 def test_cold_start_and_baselines_do_not_hint(tok, scripted):
     problems, calls, sample = scripted
     ghpo.method, ghpo.start_hint_step = "ghpo", 10
-    _, stage = ghpo.rollout_with_hints(None, tok, problems, 9, [], None, sample)
+    _, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 9, [], None, sample)
     assert stage == [0] * 5 and len(calls) == 1
-    _, stage = ghpo.rollout_with_hints(None, tok, problems, 10, [], None, sample)
+    _, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 10, [], None, sample)
     assert stage == [0, 1, 2, 3, 3]
     for method in ("grpo", "grpo_cl", "dapo"):
         ghpo.method = method
         calls.clear()
-        groups, stage = ghpo.rollout_with_hints(None, tok, problems, 50, [], None, sample)
+        groups, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 50, [], None, sample)
         assert stage == [0] * 5 and len(calls) == 1 and all(g["ratio"] == 0 for g in groups)
     ghpo.method = "grpo_cl_hint"  # a fixed 50% hint on every problem, no detection
     calls.clear()
-    groups, stage = ghpo.rollout_with_hints(None, tok, problems, 50, [], None, sample)
+    groups, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 50, [], None, sample)
     assert len(calls) == 1 and all(g["ratio"] == 0.5 for g in groups)
     assert [int(g["acc"].sum()) for g in groups] == [4, 4, 4, 0, 0]
 
@@ -451,24 +451,6 @@ def test_dataset_loader_errors_name_file_and_line(tmp_path):
     assert load_jsonl(g, "gsm8k")[0][0]["answer"] == "4"
 
 # ---- a tiny demo base model: its command, bad files, the run end to end
-
-
-TINY_BASE = ["--n_layer=1", "--n_embd=32", "--n_head=2", "--n_kv_head=1", "--n_inner=64", "--base_steps=20",
-             "--base_batch=8", "--base_row_len=128", "--eval_per_level=8"]
-TINY_RUN = ["--config", "small.py", "--eval_per_level=8", "--max_new_tokens=24", "--eval_levels=(1,7)",
-            "--train_levels=(1,7)", "--hard_levels=(7,)", "--group_size=4", "--prompts_per_step=4"]
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory):
-    """A tiny base model trained by the demo base's command (python -m data.demo_base), made.json and all."""
-    cache = tmp_path_factory.mktemp("base")
-    saved, threads = {k: getattr(demo_base, k) for k in demo_base.config_keys}, torch.get_num_threads()
-    folder = demo_base.make_base(TINY_BASE + ["--threads=1", f"--base_cache={cache}"])
-    for k, v in saved.items():
-        setattr(demo_base, k, v)
-    torch.set_num_threads(threads)
-    return folder
 
 
 def test_demo_base_command_records_how_it_was_made(tiny_base, tmp_path, capsys):
