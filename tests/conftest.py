@@ -24,6 +24,31 @@ def restore_ghpo_config():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="module")
+def tok():
+    """The demo task's tokenizer, knowing the hint template."""
+    import ghpo
+    from data.arith import build_tokenizer
+    return build_tokenizer([ghpo.hint_template])
+
+
+@pytest.fixture
+def scripted(tok):
+    """Five problems that need no hint, a 0.25, 0.5 or 0.75 hint, or are unsolvable even with the last one; a record
+    of the sampler's calls; helpers.scripted_sampler answering them (hints in the user message, G = 4)."""
+    import re
+    import ghpo
+    from data.arith import level_problems
+    from helpers import scripted_sampler
+    problems = [dict(level_problems(5)[i]) for i in range(5)]
+    for p, needs in zip(problems, (0.0, 0.25, 0.5, 0.75, 2.0)):  # 2.0: unsolvable even with the last hint
+        p["needs"] = needs
+        p["solution"] = re.sub(r", \d+ left", "", p["solution"])  # a character prefix of "left" has no token
+    calls = []
+    ghpo.group_size, ghpo.hint_in_answer = 4, False  # hints in the user message, where the sampler reads them
+    return problems, calls, scripted_sampler(tok, {p["problem"]: p for p in problems}, calls)
+
+
 @pytest.fixture(scope="session")
 def qwen_tokenizer_file(tmp_path_factory):
     """The real Qwen2.5 tokenizer.json, converted once per session from qwen-agent's ranks (data/qwen_tokenizer.py;

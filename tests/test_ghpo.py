@@ -15,53 +15,16 @@ import ghpo
 import probes
 import prompts
 from data import demo_base
-from data.arith import build_tokenizer, level_problems, make_splits
+from data.arith import level_problems, make_splits
 from data.datasets import load_jsonl
-from helpers import TINY_BASE, TINY_RUN, sampled
+from helpers import TINY_BASE, TINY_RUN
 from model import Qwen2, Qwen2Config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 pytestmark = pytest.mark.usefixtures("restore_ghpo_config")
 
-
-@pytest.fixture(scope="module")
-def tok():
-    return build_tokenizer([ghpo.hint_template])
-
 # ---- escalation on a scripted sampler
-
-
-def scripted_sampler(tok, needed_ratio, calls):
-    """Stands in for rollout.sample_groups: a problem is answered right only when its prompt carries a hint (in the
-    user message) of at least needed_ratio[problem]; records every batch of prompts it is asked for."""
-    end = tok.token_to_id("<|im_end|>")
-
-    def sample(model, prompt_list, G, max_new_tokens, **kw):
-        calls.append([tok.decode(p) for p in prompt_list])
-        rows = []
-        for ids in prompt_list:
-            text = tok.decode(ids)
-            problem = text.split(ghpo.hint_template)[0].rstrip("\n")
-            hint = text.split(ghpo.hint_template)[1][:-1] if ghpo.hint_template in text else ""
-            p = needed_ratio[problem]
-            ratio = 0.0 if not hint else round(len(hint) / len(p["solution"]), 2)
-            answer = p["answer"] if ratio >= p["needs"] else str((int(p["answer"]) + 1) % 100)
-            completion = tok.encode(f"\\boxed{{{answer}}}").ids + [end]
-            rows += [completion] * G
-        return sampled(rows, len(prompt_list), G)
-    return sample
-
-
-@pytest.fixture
-def scripted(tok):
-    problems = [dict(level_problems(5)[i]) for i in range(5)]
-    for p, needs in zip(problems, (0.0, 0.25, 0.5, 0.75, 2.0)):  # 2.0: unsolvable even with the last hint
-        p["needs"] = needs
-        p["solution"] = re.sub(r", \d+ left", "", p["solution"])  # a character prefix of "left" has no token
-    calls = []
-    ghpo.group_size, ghpo.hint_in_answer = 4, False  # hints in the user message, where the sampler reads them
-    return problems, calls, scripted_sampler(tok, {p["problem"]: p for p in problems}, calls)
 
 
 def test_ghpo_escalates_stages_and_regenerates_whole_groups(tok, scripted):
@@ -72,7 +35,7 @@ def test_ghpo_escalates_stages_and_regenerates_whole_groups(tok, scripted):
     assert [g["ratio"] for g in groups] == [0.0, 0.25, 0.5, 0.75, 0.75]
     assert [int(g["acc"].sum()) for g in groups] == [4, 4, 4, 4, 0]  # the last stays all wrong after 0.75
     # one batch per stage, each holding exactly the groups that were still all wrong
-    assert [len(c) for c in calls] == [5, 4, 3, 2]
+    assert [len(texts) for texts, _ in calls] == [5, 4, 3, 2]
     for g in groups:  # the whole group comes from one prompt: hinted and unhinted samples never mix
         assert g["tokens"].shape[0] == 4 and len(set(map(tuple, g["tokens"].tolist()))) == 1
         assert tok.decode(g["prompt"]) == prompts.prompt_text(g["problem"], g["ratio"], ghpo.prompt_format())

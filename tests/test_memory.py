@@ -8,7 +8,7 @@ import torch
 
 import ghpo
 from configurator import UsageError
-from data.arith import build_tokenizer, level_problems
+from data.arith import level_problems
 from model import Qwen2, Qwen2Config
 from rollout import row_bytes, rows_that_fit
 
@@ -19,9 +19,6 @@ QWEN25_15B = Qwen2Config(vocab_size=151936, hidden_size=1536, intermediate_size=
                          num_attention_heads=12, num_key_value_heads=2, tie_word_embeddings=True)
 
 
-@pytest.fixture(scope="module")
-def tok():
-    return build_tokenizer([ghpo.hint_template])
 
 
 def tiny(vocab, dtype=torch.float32):

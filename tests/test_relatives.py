@@ -3,7 +3,6 @@ samples (what is resampled, replayed, masked, trained on, how the hint schedule 
 optional wandb logging, and a short run of each method from a tiny base model."""
 import json
 import os
-import re
 import sys
 import types
 
@@ -14,49 +13,15 @@ import checkpoint
 import compare
 import ghpo
 import prompts
-from data.arith import build_tokenizer, level_problems
-from helpers import TINY_RUN, sampled
+from data.arith import level_problems
+from helpers import TINY_RUN, scripted_sampler
 from kernels.logprob import logprobs_reference
 from model import Qwen2, Qwen2Config
 
 pytestmark = pytest.mark.usefixtures("restore_ghpo_config")
 
 
-@pytest.fixture(scope="module")
-def tok():
-    return build_tokenizer([ghpo.hint_template])
 
-
-def scripted_sampler(tok, by_problem, calls, cut=()):
-    """rollout.sample_groups' stand-in: a problem is answered right only when its prompt carries a hint (in the user
-    message) of at least its "needs" ratio; a problem in `cut` is answered without its stop token (cut by the length
-    limit). Records every batch of prompts and the tokens it returned."""
-    end = tok.token_to_id("<|im_end|>")
-
-    def sample(model, prompt_list, G, max_new_tokens, **kw):
-        rows, texts = [], [tok.decode(p) for p in prompt_list]
-        for text in texts:
-            problem, _, hint = text.partition(ghpo.hint_template)
-            p = by_problem[problem.rstrip("\n")]
-            ratio = round(len(hint[:-1]) / len(p["solution"]), 2) if hint else 0.0
-            answer = p["answer"] if ratio >= p["needs"] else str((int(p["answer"]) + 1) % 100)
-            completion = tok.encode(f"\\boxed{{{answer}}}").ids + ([] if p["problem"] in cut else [end])
-            rows += [completion] * G
-        out = sampled(rows, len(prompt_list), G)
-        calls.append((texts, int(out["mask"].sum())))
-        return out
-    return sample
-
-
-@pytest.fixture
-def scripted(tok):
-    problems = [dict(level_problems(5)[i]) for i in range(5)]
-    for p, needs in zip(problems, (0.0, 0.25, 0.5, 0.75, 2.0)):  # 2.0: unsolvable even with the last hint
-        p["needs"] = needs
-        p["solution"] = re.sub(r", \d+ left", "", p["solution"])
-    calls = []
-    ghpo.group_size, ghpo.hint_in_answer = 4, False  # hints in the user message, where the sampler reads them
-    return problems, calls, scripted_sampler(tok, {p["problem"]: p for p in problems}, calls)
 
 # ---- resample: GHPO's stages without the hint, and the compute a rollout counts
 
