@@ -659,9 +659,10 @@ def sampling_rows(model, prompt_list, G, n_new, cpu_rows=0):
 
 
 def check_memory(model, policy, tok, problems):
-    """On CUDA, before the first step: the resident state (weights, float32 master weights and AdamW's two moments,
-    which its first step allocates) plus one group's KV cache at the longest prompt this run can show (its largest
-    hint) must fit the card, or the run stops here with one line. Prints the plan: how many rows fit at once."""
+    """On CUDA, before the first step: with the resident state in place (weights, float32 master weights and AdamW's
+    two moments, which its first step allocates), one group's KV cache at the longest prompt this run can show (its
+    largest hint) must fit the rest of the card by the rule each sampling call will apply (sampling_rows: 0.9 of the
+    free memory, whole groups), or the run stops here with one line. Prints the plan: how many rows fit at once."""
     if device != "cuda":
         return
     local = lambda p: p.to_local() if hasattr(p, "to_local") else p  # an FSDP2 shard's own elements
@@ -669,18 +670,18 @@ def check_memory(model, policy, tok, problems):
     resident = torch.cuda.memory_allocated() + moments
     ratio = max((*hint_ratios, fixed_hint_ratio), default=0.0) if method in ("ghpo", "grpo_cl_hint") else 0.0
     cache_len = max(len(prompt_ids(tok, p, ratio)) for p in problems) + max_new_tokens
-    per_row = row_bytes(model.config, DTYPES[dtype], cache_len)
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
     gib = lambda n: f"{n / 2**30:.1f} GiB"
-    if resident + group_size * per_row > 0.95 * props.total_memory:
-        raise UsageError(f"memory: {gib(resident)} resident (weights, float32 master weights, AdamW moments) + "
-                         f"{gib(group_size * per_row)} for one group of {group_size} rows x {cache_len} cache slots "
-                         f"exceed the {gib(props.total_memory)} of the {props.name}: lower group_size or "
-                         f"max_new_tokens, or shard the model over GPUs (fsdp=True)")
+    try:
+        fit = rows_that_fit(model.config, DTYPES[dtype], cache_len, 0.9 * (props.total_memory - resident), group_size)
+    except ValueError as e:
+        raise UsageError(f"memory: {gib(resident)} resident (weights, float32 master weights, AdamW moments) leave "
+                         f"too little of the {gib(props.total_memory)} of the {props.name}: {e}; or shard the model "
+                         f"over GPUs (fsdp=True)") from None
     if rank_world()[0] == 0:
-        fit = int((0.9 * props.total_memory - resident) // per_row)
+        per_row = row_bytes(model.config, DTYPES[dtype], cache_len)
         print(f"memory: {props.name}, {gib(props.total_memory)}; resident {gib(resident)}; a row's KV cache at "
-              f"{cache_len} slots {per_row / 2**20:.0f} MiB: about {fit} rows at once (a rollout has "
+              f"{cache_len} slots {per_row / 2**20:.0f} MiB: {fit} rows at once (a rollout has "
               f"{prompts_per_step // rank_world()[1] * group_size})")
 
 

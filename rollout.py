@@ -139,16 +139,17 @@ class Rows(NamedTuple):
     token: torch.Tensor   # (N+1,) long: the row's last sampled token, fed by the next step
 
 
-def cuda_graph(step, pool, warm_up):
-    """Capture step() (which must give the same result when run twice: it is, since it writes only the cache slot
-    its own inputs decide) as a CUDA graph. Returns (graph, its output tensors). The first capture of a call is
-    preceded by one run on a side stream, as CUDA graph capture asks, so lazy initialisations happen outside it."""
-    if warm_up:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            step()
-        torch.cuda.current_stream().wait_stream(side)
+def cuda_graph(step, pool):
+    """Capture step() as a CUDA graph; returns (graph, its output tensors). Every capture is preceded by one run on a
+    side stream, as CUDA graph capture asks: lazy initialisations, and any compilation of the fused pieces that a new
+    shape brings (a torch.compile guard can fail on a new batch size, e.g. one that no longer equals head_dim), happen
+    there and not inside the capture. The extra run changes nothing: step() writes only the cache slot its own inputs
+    decide, and computes the same outputs when run twice."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        step()
+    torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph, pool=pool):
         out = step()
@@ -205,7 +206,7 @@ def decode(model, prompts, G, max_new_tokens, temperature, top_k, top_p, stop_id
     prompt_lens = torch.tensor([len(p) for p in prompts], device=device)  # (P,)
     budget = (model.config.max_position_embeddings - prompt_lens).clamp(max=max_new_tokens)  # (P,) tokens allowed
     Lp = max(len(p) for p in prompts)
-    max_len = max(len(p) + min(max_new_tokens, model.config.max_position_embeddings - len(p)) for p in prompts)
+    max_len = int((prompt_lens + budget).max())  # cache slots: the longest prompt + its completion
     k_cache, v_cache = model.new_kv_cache(N, max_len)  # (L, N, Hkv, max_len, D) each
     L = k_cache.shape[0]
 
@@ -272,7 +273,7 @@ def decode(model, prompts, G, max_new_tokens, temperature, top_k, top_p, stop_id
         else:
             if (b, span) not in graphs:
                 pool = pool or torch.cuda.graph_pool_handle()
-                graphs[b, span] = cuda_graph(lambda: step(b, span), pool, warm_up=not graphs)
+                graphs[b, span] = cuda_graph(lambda: step(b, span), pool)
             graph, (token, logp) = graphs[b, span]
             graph.replay()
         rows.pos[:b] += rows.alive[:b]  # the fed token took its slot; finished rows keep rewriting their last one

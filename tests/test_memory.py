@@ -59,7 +59,8 @@ def test_sampling_rows_on_cuda_follow_the_free_memory(monkeypatch):
 
 def test_memory_check_before_the_first_step(monkeypatch, tok, capsys):
     """Resident = what is allocated + AdamW's two float32 moments (8 bytes a master element, allocated at the first
-    step); one group = G rows x the KV cache at the longest hinted prompt + max_new_tokens."""
+    step); 0.9 of the card's remainder (the rule every sampling call applies) must hold one group = G rows x the KV
+    cache at the longest hinted prompt + max_new_tokens."""
     ghpo.dtype = "bfloat16"
     model = tiny(tok.get_vocab_size(), torch.bfloat16)
     policy = ghpo.make_policy(model)
@@ -68,15 +69,18 @@ def test_memory_check_before_the_first_step(monkeypatch, tok, capsys):
     ghpo.max_new_tokens, ghpo.group_size = 100, 8
     longest = max(len(ghpo.prompt_ids(tok, p, 0.75)) for p in problems)  # hint_in_answer: the hint is prompt too
     per_row = row_bytes(model.config, torch.bfloat16, longest + 100)
-    need = 1000 + 8 * n + 8 * per_row
-    fake_cuda(monkeypatch, total=int(need / 0.95) - 10, allocated=1000)
-    with pytest.raises(UsageError, match=rf"memory: .* GiB resident .* one group of 8 rows x {longest + 100} cache "
-                                         r"slots exceed the .* of the Fake GPU: lower group_size or max_new_tokens"):
+    resident = 1000 + 8 * n
+    fake_cuda(monkeypatch, total=resident + int(8 * per_row / 0.9) - 10, allocated=1000)  # 7.99... groups' worth
+    with pytest.raises(UsageError, match=rf"memory: .* GiB resident .* leave too little of the .* of the Fake GPU: "
+                                         rf"one group of 8 rows x {longest + 100} cache slots needs .* lower "
+                                         r"max_new_tokens or group_size"):
         ghpo.check_memory(model, policy, tok, problems)
-    fake_cuda(monkeypatch, total=int(need / 0.95) + 10 + 100 * per_row, allocated=1000)
+    fake_cuda(monkeypatch, total=resident + int(8 * per_row / 0.9) + 10, allocated=1000)  # exactly one group
     ghpo.check_memory(model, policy, tok, problems)
-    fit = int((0.9 * (int(need / 0.95) + 10 + 100 * per_row) - 1000 - 8 * n) // per_row)
-    assert f"about {fit} rows at once (a rollout has {ghpo.prompts_per_step * 8})" in capsys.readouterr().out
+    assert f": 8 rows at once (a rollout has {ghpo.prompts_per_step * 8})" in capsys.readouterr().out
+    fake_cuda(monkeypatch, total=resident + int(100 * per_row / 0.9) + 10, allocated=1000)  # 100 rows: 12 groups
+    ghpo.check_memory(model, policy, tok, problems)
+    assert ": 96 rows at once" in capsys.readouterr().out
 
 
 def test_update_frees_its_gradients_and_an_out_of_memory_update_is_one_line(monkeypatch, tok):
