@@ -461,9 +461,10 @@ def policy_update(policy, rows, advantages, dev):
                 stats.append({k: float(v) for k, v in st.items()} | {"loss": loss.item()}
                              | ({"hint_nll": hint_nll} if hint_loss_coef else {}))
         sync_grads(model)
-        if master is not None:  # AdamW steps the float32 master weights, from the model's gradients
-            for m, p in zip(master, model.parameters()):
+        if master is not None:  # AdamW steps the float32 master weights, from the model's gradients (each freed once
+            for m, p in zip(master, model.parameters()):  # copied: the two sets are never held whole together)
                 m.grad = None if p.grad is None else p.grad.float()
+                p.grad = None
         grad_norm = torch.nn.utils.clip_grad_norm_(master or list(model.parameters()), grad_clip)  # pre-clip norm
         if not torch.isfinite(grad_norm):
             optimizer.zero_grad(set_to_none=True)  # skip a non-finite update (loss or gradients), counted by the caller

@@ -11,7 +11,6 @@ Last line: `memory: resident_gib=... rollout_peak_gib=... rollout_predicted_gib=
 """
 import argparse
 import os
-import runpy
 import sys
 import time
 
@@ -19,8 +18,8 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import ghpo  # noqa: E402
 from decode import QWEN25_15B, TINY, random_model  # noqa: E402  (bench/decode.py)
-from kernels.loss import policy_loss  # noqa: E402
 from rollout import row_bytes, sample_groups  # noqa: E402
 
 GIB = 2**30
@@ -51,23 +50,22 @@ def main():
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device visible to torch")
-    cfg = runpy.run_path(args.config)
-    dtype = getattr(torch, cfg["dtype"])
-    P, G, new, micro = cfg["prompts_per_step"], cfg["group_size"], args.new or cfg["max_new_tokens"], cfg["micro_batch"]
+    ghpo.configure(["--config", args.config, f"--device={args.device}"])  # the loop's settings, as a run has them
+    dtype = ghpo.DTYPES[ghpo.dtype]
+    P, G, new, micro = ghpo.prompts_per_step, ghpo.group_size, args.new or ghpo.max_new_tokens, ghpo.micro_batch
     model = random_model(QWEN25_15B if args.shape == "1.5b" else TINY, dtype, device)
     params = list(model.parameters())
     n_params = sum(t.numel() for t in params)
-    print(f"{os.path.basename(args.config)}: {n_params / 1e9:.2f}B parameters in {cfg['dtype']}, {P} prompts x G={G}"
+    print(f"{os.path.basename(args.config)}: {n_params / 1e9:.2f}B parameters in {ghpo.dtype}, {P} prompts x G={G}"
           f" x {new} new tokens, micro_batch {micro}, on {torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}")
 
-    # a running job's resident state: weights, float32 master weights and AdamW's two moments (allocated by a step)
-    master = [t.detach().float().requires_grad_() for t in params] if dtype != torch.float32 else params
-    optimizer = torch.optim.AdamW(master, lr=1e-6)
-    for m in master:
+    # a running job's resident state: weights, float32 master weights (ghpo.make_policy) and AdamW's two moments,
+    # which its first step allocates (here a step on zero gradients)
+    policy = ghpo.make_policy(model)
+    for m in policy.master or params:
         m.grad = torch.zeros_like(m)
-    optimizer.step()
-    for m in master:
-        m.grad = None
+    policy.optimizer.step()
+    policy.optimizer.zero_grad(set_to_none=True)
     resident = allocated(device)
 
     # phase 1: one rollout
@@ -83,29 +81,16 @@ def main():
     print(f"rollout: {P * G} rows x {out['tokens'].shape[1]} tokens in {seconds:.1f} s; peak {rollout_peak / GIB:.2f} "
           f"GiB, predicted (resident + rows x row_bytes) {predicted / GIB:.2f} GiB")
 
-    # phase 2: one update micro-batch of the longest rows, as ghpo.py's update does it
-    ids = torch.cat([torch.tensor(prompts[0], device=device).expand(micro, -1), out["tokens"][:micro]], 1)  # (b, L)
-    mask = torch.zeros(micro, ids.shape[1] - 1, device=device)
-    mask[:, args.prompt_len - 1:] = 1.0  # completion positions
+    # phase 2: one update of one micro-batch, micro rows of the first prompt's completions, through ghpo.py's own
+    # policy_update (forward, fused loss, backward, float32 master gradients, clipping, AdamW, copy back)
+    rows = ghpo.pack_rows([dict(prompt=prompts[0], tokens=out["tokens"][:micro], mask=out["mask"][:micro])])
     del out
     model.train()
     reset_peak(device)
-    h = model(ids[:, :-1], return_hidden=True)  # (b, L-1, C)
-    loss, _ = policy_loss(h, model.lm_head.weight, ids[:, 1:], mask, torch.randn(micro, device=device))
-    loss.backward()
-    if master is not params:
-        for m, t in zip(master, params):
-            m.grad = t.grad.float()
-            t.grad = None
-    torch.nn.utils.clip_grad_norm_(master, 1.0)
-    optimizer.step()
-    if master is not params:
-        with torch.no_grad():
-            for m, t in zip(master, params):
-                t.copy_(m)
+    _, _, updated = ghpo.policy_update(policy, rows, torch.randn(micro, device=device), device)
     update_peak = peak(device)
-    print(f"update micro-batch of {micro} rows x {ids.shape[1]} tokens: peak {update_peak / GIB:.2f} GiB")
-    ok = device.type != "cuda" or rollout_peak <= 1.1 * predicted
+    print(f"update micro-batch of {micro} rows x {len(rows[0].ids)} tokens: peak {update_peak / GIB:.2f} GiB")
+    ok = updated and (device.type != "cuda" or rollout_peak <= 1.1 * predicted)
     print(f"memory: resident_gib={resident / GIB:.2f} rollout_peak_gib={rollout_peak / GIB:.2f} "
           f"rollout_predicted_gib={predicted / GIB:.2f} update_peak_gib={update_peak / GIB:.2f} rows={P * G} "
           f"new_tokens={new} ok={int(ok)}")
