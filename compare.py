@@ -32,6 +32,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
+import checkpoint
 import ghpo
 import probes
 from configurator import UsageError, check_type, parse_value
@@ -42,10 +43,13 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 
 def run(cmd, folder, threads):
     """One command (ghpo.py, probes.py or -m data.demo_base, then its arguments) with --threads, its output in
-    folder/log.txt; skipped when folder/summary.json or folder/probes.json says it has finished."""
+    folder/log.txt; skipped when folder/summary.json or folder/probes.json says it has finished. A ghpo.py run that
+    did not finish resumes from its newest checkpoint, or starts again with nothing of the old one left."""
     if any(os.path.isfile(os.path.join(folder, name)) for name in ("summary.json", "probes.json")):
         return
     os.makedirs(folder, exist_ok=True)
+    if cmd[0] == "ghpo.py":  # an unfinished run: on from its checkpoint, or (none yet) again from the start
+        cmd = cmd + ["--resume=True" if checkpoint.newest_first(folder) else "--overwrite=True"]
     cmd = [sys.executable, *(os.path.join(ROOT, c) if c.endswith(".py") and i == 0 else c for i, c in enumerate(cmd)),
            f"--threads={threads}"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p]))

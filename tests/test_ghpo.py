@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import ghpo
+import logbook
 import probes
 import prompts
 from data import demo_base
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("restore_ghpo_config")
 def test_ghpo_escalates_stages_and_regenerates_whole_groups(tok, scripted):
     problems, calls, sample = scripted
     ghpo.method = "ghpo"
-    groups, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 0, [], None, sample)
+    groups, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 0, [], None)
     assert stage == [0, 1, 2, 3, 3]
     assert [g["ratio"] for g in groups] == [0.0, 0.25, 0.5, 0.75, 0.75]
     assert [int(g["acc"].sum()) for g in groups] == [4, 4, 4, 4, 0]  # the last stays all wrong after 0.75
@@ -45,36 +46,35 @@ def test_pass_probe_counts_problems_with_any_correct_sample(tok, scripted):
     problems, calls, sample = scripted  # needs no hint, 0.25, 0.5, 0.75, and one no hint rescues
     ghpo.hard_levels, ghpo.easy_levels = (5,), (1,)
     cpu_model = types.SimpleNamespace(lm_head=torch.nn.Linear(1, 1))  # the scripted sampler never calls it
-    table = probes.pass_probe(cpu_model, tok, {"L5": problems}, [], sample)
+    table = probes.pass_probe(cpu_model, tok, {"L5": problems}, [])
     assert {w: table[w]["L5"] for w in table} == {"0.0": 0.2, "0.25": 0.4, "0.5": 0.6, "0.75": 0.8}
     assert all(table[w]["hard"] == table[w]["L5"] for w in table) and "easy" not in table["0.0"]
-    assert probes.pass_probe(cpu_model, tok, {"L5": problems[:2]}, [], sample)["0.25"]["L5"] == 1.0
+    assert probes.pass_probe(cpu_model, tok, {"L5": problems[:2]}, [])["0.25"]["L5"] == 1.0
 
 
 def test_mechanism_metrics():
-    ghpo.hard_levels = (6, 7)
     acc = torch.tensor([[0., 0.], [1., 0.], [0., 0.], [0., 1.], [1., 1.]])  # (P=5, G=2), final groups
     stage = [0, 0, 3, 2, 0]  # groups 2 and 3 were hinted: all wrong unhinted; group 3 was rescued
-    m = ghpo.mechanism(acc, stage, levels=[6, 7, 7, 6, 1])
+    m = logbook.mechanism(acc, stage, [6, 7, 7, 6, 1], hard_levels=(6, 7))
     assert m == {"hard_unsolved": 3 / 4, "hint_rescued": 1 / 2}
-    assert ghpo.mechanism(acc, [0] * 5, levels=[1] * 5) == {"hard_unsolved": None, "hint_rescued": None}
+    assert logbook.mechanism(acc, [0] * 5, [1] * 5, (6, 7)) == {"hard_unsolved": None, "hint_rescued": None}
 
 
 def test_cold_start_and_baselines_do_not_hint(tok, scripted):
     problems, calls, sample = scripted
     ghpo.method, ghpo.start_hint_step = "ghpo", 10
-    _, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 9, [], None, sample)
+    _, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 9, [], None)
     assert stage == [0] * 5 and len(calls) == 1
-    _, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 10, [], None, sample)
+    _, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 10, [], None)
     assert stage == [0, 1, 2, 3, 3]
     for method in ("grpo", "grpo_cl", "dapo"):
         ghpo.method = method
         calls.clear()
-        groups, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 50, [], None, sample)
+        groups, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 50, [], None)
         assert stage == [0] * 5 and len(calls) == 1 and all(g["ratio"] == 0 for g in groups)
     ghpo.method = "grpo_cl_hint"  # a fixed 50% hint on every problem, no detection
     calls.clear()
-    groups, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 50, [], None, sample)
+    groups, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 50, [], None)
     assert len(calls) == 1 and all(g["ratio"] == 0.5 for g in groups)
     assert [int(g["acc"].sum()) for g in groups] == [4, 4, 4, 0, 0]
 

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 import ghpo
+import rollout
 import prompts
 from data.datasets import BENCHMARKS, PAPER_BENCHMARKS
 from helpers import byte_bpe_tokenizer, sampled
@@ -246,8 +247,8 @@ def test_two_gloo_ranks_equal_one_process(tiny, tmp_path, monkeypatch):
              "--micro_batch=3", "--group_size=4", "--ckpt_interval=1")
     script = tmp_path / "run.py"
     script.write_text(f"import sys\nsys.path[:0] = [{REPO!r}, {os.path.join(REPO, 'tests')!r}]\n"
-                      "import ghpo, test_real\n"
-                      "ghpo.exit_process(ghpo.cli(sys.argv[1:], sample=test_real.scripted_sampler))\n")
+                      "import ghpo, rollout, test_real\n"
+                      "rollout.sample_groups = test_real.scripted_sampler\nghpo.exit_process(ghpo.cli(sys.argv[1:]))\n")
     two = tmp_path / "two"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -256,7 +257,8 @@ def test_two_gloo_ranks_equal_one_process(tiny, tmp_path, monkeypatch):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("step    1 |") == 1 and proc.stdout.count("done in") == 1  # rank 0 alone logs
     one = tmp_path / "one"
-    summary = ghpo.main(real_args(tiny, one, *extra), sample=scripted_sampler)
+    monkeypatch.setattr(rollout, "sample_groups", scripted_sampler)
+    summary = ghpo.main(real_args(tiny, one, *extra))
 
     a, b, init = weights(one / "model"), weights(two / "model"), weights(tiny["folder"])
     assert max((a[k] - init[k]).abs().max().item() for k in a) > 1e-4  # the update is not trivial
