@@ -150,8 +150,8 @@ def load_sharded(path, model, optimizer):
 
 STATE_KEYS = ("config", "base", "summary", "skipped_updates", "optimizer", "master", "step", "generators",
               "python_rng", "torch_rng")
-RESUME_FREE = ("resume", "overwrite", "out_dir", "threads", "debug", "ckpt_interval", "eval_interval", "eval_only", "benchmarks",
-               "bench_limit", "aime_samples", "eval_temperature", "gpqa_file", "wandb_log", "wandb_project",
+RESUME_FREE = ("resume", "overwrite", "out_dir", "threads", "debug", "ckpt_interval", "eval_interval", "eval_only",
+               "benchmarks", "bench_limit", "aime_samples", "eval_temperature", "gpqa_file", "wandb_log", "wandb_project",
                "wandb_run_name")  # the settings a resumed run may change
 
 

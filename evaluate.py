@@ -66,13 +66,15 @@ def evaluate(model, tok, eval_sets, stop_ids, es, ratio=0.0, progress=True):
         acc[name] = right / max(n, 1)
         if show:
             print(f" {name} {acc[name]:.3f}", end="", flush=True)
-    if show:
-        print(f" ({time.time() - t0:.0f}s)", flush=True)
     names = [n for n in es.benchmarks if n in eval_sets]
     names = [n for n in names if n in PAPER_BENCHMARKS] or names  # extras (GSM8K) stay out of the paper's mean
     if names:  # the paper's mean: every benchmark weighs the same
         acc["mean"] = sum(acc[n] for n in names) / len(names)
-    return split_means(acc, eval_sets, es)
+    split_means(acc, eval_sets, es)
+    if show:
+        print("".join(f" | {k} {acc[k]:.3f}" for k in ("mean", "easy", "hard") if k in acc)
+              + f" ({time.time() - t0:.0f}s)", flush=True)
+    return acc
 
 
 def split_means(acc, eval_sets, es):

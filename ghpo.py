@@ -174,7 +174,7 @@ def configure(argv, others=()):
     if cfg["task"] == "arith" and cfg["train_file"]:
         raise UsageError(f"train_file={cfg['train_file']!r}: the demo task (task=arith) makes its own problems; "
                          f"train_file is read under task=math")
-    gpqa = cfg["gpqa_file"]  # the default may be absent (that benchmark is then skipped); a path the user chose not
+    gpqa = cfg["gpqa_file"]  # the default may be absent (GPQA is then skipped); a path the user chose must exist
     if gpqa != GPQA_DEFAULT and not (os.path.isfile(gpqa) or os.path.isfile(os.path.join(ROOT, gpqa))):
         raise UsageError(f"gpqa_file: {gpqa!r} not found (looked in . and {ROOT})")
     return cfg
@@ -202,7 +202,6 @@ def check_ranges(c):
             *((k, len(c[k]) > 0, "one or more levels") for k in ("train_levels", "eval_levels"))):
         if not ok:
             raise UsageError(f"{key} must be {what}, got {c[key]!r}")
-
 
 
 def prompt_format():
@@ -502,8 +501,9 @@ def hint_column(record, step):
     """The step line's hint column: the share of groups at each stage where the method hints (resample: samples
     again), none where it never does, and grpo_cl_hint's one fixed hint, which every prompt gets."""
     stages = " ".join(f"{v:.2f}" for v in record["hinted"].values())
+    fixed = fixed_hint_ratio * hint_scale(step, hint_schedule, rl_steps)
     return {"ghpo": f"hinted {stages}", "resample": f"resampled {stages}",
-            "grpo_cl_hint": f"hinted all at {fixed_hint_ratio * hint_scale(step, hint_schedule, rl_steps):.2f}"}.get(method, "")
+            "grpo_cl_hint": f"hinted all at {fixed:.2f}"}.get(method, "")
 
 # -----------------------------------------------------------------------------
 # hint_loss_coef (UFT), OFF BY DEFAULT: GHPO's other relatives are in relatives.py (hint_schedule, replay_size,
@@ -602,7 +602,10 @@ def weights_dtype():
 def load_task():
     """Training problems and held-out evaluation sets {split name: problems}."""
     if task == "arith":  # the CPU demo's task (data/arith.py)
-        return arith_task(train_levels, eval_levels, eval_per_level)
+        try:
+            return arith_task(train_levels, eval_levels, eval_per_level)
+        except ValueError as e:  # a level without training problems left, or an unknown level
+            raise UsageError(f"task=arith: {e}") from None
     return math_task(train_file, train_levels, benchmarks, bench_limit, eval_only, gpqa_file)  # data/datasets.py
 
 # -----------------------------------------------------------------------------

@@ -253,7 +253,9 @@ def check_record(folder, evaluation, run_settings, tol=0.03):
         verdict = (f"{'the recorded weights (sha256 as in made.json)' if same_file else 'NOT the recorded weights'}; "
                    f"evaluated on other problems (eval_per_level={run_settings.get('eval_per_level')}, levels "
                    f"{','.join(levels(evaluation))}; the record: {base_settings.get('eval_per_level')}, "
-                   f"{','.join(levels(recorded))}), so the accuracies are not comparable")
+                   f"{','.join(levels(recorded))}), so the accuracies are not comparable"
+                   + ("; and past the record's first problems of each level, the base trained on them" if
+                      run_settings.get("eval_per_level", 0) > base_settings.get("eval_per_level", 0) else ""))
     else:
         verdict = ("the recorded model" if worst <= tol and same_file else
                    f"NOT the recorded model ({'weights changed; ' if not same_file else ''}accuracy differs by up to "
@@ -262,6 +264,7 @@ def check_record(folder, evaluation, run_settings, tol=0.03):
     print(f"base {folder}, made on {where}: recorded {' '.join(f'{k} {recorded[k]:.3f}' for k in splits)}; here "
           f"{' '.join(f'{k} {evaluation[k]:.3f}' for k in splits)}: {verdict}")
     differ = [f"{k}={run_settings[k]!r} (base: {base_settings[k]!r})" for k in SHARED if k in base_settings
+              and k != "eval_per_level"  # which problems were held out: the verdict above says what it changes
               and k in run_settings and json.loads(json.dumps(run_settings[k])) != base_settings[k]]
     if differ:
         print(f"base {folder} learned other prompts than this run shows: {', '.join(differ)}")

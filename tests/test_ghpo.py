@@ -11,6 +11,7 @@ import types
 import pytest
 import torch
 
+import evaluate
 import ghpo
 import logbook
 import probes
@@ -58,6 +59,23 @@ def test_mechanism_metrics():
     m = logbook.mechanism(acc, stage, [6, 7, 7, 6, 1], hard_levels=(6, 7))
     assert m == {"hard_unsolved": 3 / 4, "hint_rescued": 1 / 2}
     assert logbook.mechanism(acc, [0] * 5, [1] * 5, (6, 7)) == {"hard_unsolved": None, "hint_rescued": None}
+
+
+def test_step_line_and_table_titles_say_what_ran(capsys):
+    record = {"step": 0, "reward": 0.5, "accuracy": 0.5, "hinted": {"0.25": 0.25, "0.5": 0.0, "0.75": 0.5},
+              "response_len": 9.0, "grad_norm": 0.1, "tokens_per_s": 10.0, "step_s": 1.0}
+    columns = {}
+    for method in ghpo.METHODS:
+        ghpo.method = method
+        columns[method] = ghpo.hint_column(record, 0)
+        logbook.print_step(record, 2, columns[method])
+        assert ("hinted" in capsys.readouterr().out) == (method in ("ghpo", "grpo_cl_hint"))
+    assert columns["ghpo"] == "hinted 0.25 0.00 0.50" and columns["resample"] == "resampled 0.25 0.00 0.50"
+    assert columns["grpo_cl_hint"] == "hinted all at 0.50"  # every prompt gets the fixed hint
+    assert columns["grpo"] == columns["grpo_cl"] == columns["dapo"] == ""
+    es = ghpo.eval_settings()
+    assert evaluate.table_title("eval", {"math500": [], "amc23": []}, es) == "eval (no hints; greedy)"
+    assert "aime24 mean of 32 samples" in evaluate.table_title("eval", {"aime24": []}, es)
 
 
 def test_cold_start_and_baselines_do_not_hint(tok, scripted):
@@ -429,7 +447,11 @@ def test_demo_base_command_records_how_it_was_made(tiny_base, tmp_path, capsys):
     run(tiny_base, tmp_path / "a")  # evaluated as the command evaluated it: the same settings and thread count
     out = capsys.readouterr().out
     assert "the recorded model" in out and "learned other prompts" not in out
-    run(tiny_base, tmp_path / "b", "--hint_in_answer=False")
+    run(tiny_base, tmp_path / "d", "--eval_per_level=4", "--eval_levels=(1,7)")  # a smaller evaluation: like with like
+    out = capsys.readouterr().out
+    assert "the recorded weights (sha256 as in made.json); evaluated on other problems" in out
+    assert "NOT the recorded" not in out and "learned other prompts" not in out
+    run(tiny_base, tmp_path / "b", "--hint_in_answer=False", "--eval_per_level=8", "--eval_levels=(1,2,3,7,8,9)")
     assert "learned other prompts than this run shows: hint_in_answer=False (base: True)" in capsys.readouterr().out
     copy = tmp_path / "copy"
     copy.mkdir()

@@ -65,7 +65,8 @@ def test_hint_schedule_shrinks_every_hint_ratio_in_equal_parts_of_the_run(tok, s
     ghpo.rl_steps, ghpo.hint_schedule = 10, (1.0, 0.5)
     assert [relatives.hint_scale(s, ghpo.hint_schedule, ghpo.rl_steps) for s in range(10)] == [1.0] * 5 + [0.5] * 5
     ghpo.rl_steps, ghpo.hint_schedule = 60, (1.0, 0.5, 0.25)
-    assert [relatives.hint_scale(s, ghpo.hint_schedule, ghpo.rl_steps) for s in (0, 19, 20, 39, 40, 59)] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    assert [relatives.hint_scale(s, ghpo.hint_schedule, ghpo.rl_steps) for s in (0, 19, 20, 39, 40, 59)] == \
+        [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
     ghpo.hint_schedule = (1.0,)
     assert {relatives.hint_scale(s, ghpo.hint_schedule, ghpo.rl_steps) for s in range(60)} == {1.0}
     ghpo.method, ghpo.rl_steps, ghpo.hint_schedule = "ghpo", 10, (1.0, 0.5)

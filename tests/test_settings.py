@@ -62,6 +62,11 @@ def test_a_bad_setting_is_one_line_before_anything_loads_or_is_written(arg, mess
     assert not out.exists()  # refused before the run made its folder
 
 
+def test_a_demo_level_without_training_problems_left_is_one_line(tmp_path, capsys, no_model):
+    err = refused(["--config", "small.py", "--eval_per_level=100000", f"--out_dir={tmp_path}"], capsys)
+    assert "eval_per_level=100000 leaves no training problems" in err
+
+
 def test_probe_per_level_is_checked_before_the_model_loads(no_model):
     with pytest.raises(UsageError, match="probe_per_level must be >= 1, got -1"):
         probes.main(["--config", "small.py", "--probe_per_level=-1"])
