@@ -309,7 +309,9 @@ def main(argv):
                    "runs": {os.path.relpath(r[3], out_dir): summaries[r]["eval_after"] | {
                        k: results[r[:3]]["compute"][k] for k in ("completions", "tokens", "train_s", "curve")}
                        | {"wall_s": results[r[:3]]["wall_s"]} for r in runs}}, f, indent=1)
-    plot(runs, results, methods, out_dir)
+    plotted = plot(runs, results, methods, out_dir)
+    print(f"done -> {out_dir}: compare.json{', compare.png' if plotted else ''}, and per run (<method>-s<seed>/) its "
+          f"summary.json, metrics.jsonl, model/, last checkpoint and log.txt")
     return s | {"compute": compute}
 
 
@@ -328,7 +330,7 @@ def plot(runs, results, methods, out_dir):
         import matplotlib.pyplot as plt
     except ImportError:
         print("matplotlib is not installed: no plot (pip install matplotlib for one)")
-        return
+        return False
     fig, axes = plt.subplots(2, 2, figsize=(14, 10))
     for m in methods:
         mine = [r for r in runs if r[1] == m]
@@ -352,7 +354,7 @@ def plot(runs, results, methods, out_dir):
         if ax.get_legend_handles_labels()[0]:  # runs logged before generated_tokens have no curve
             ax.legend(fontsize=7)
     fig.savefig(os.path.join(out_dir, "compare.png"), dpi=100, bbox_inches="tight")
-    print(f"plot: {out_dir}/compare.png")
+    return True
 
 
 if __name__ == "__main__":

@@ -259,7 +259,7 @@ def check_record(folder, evaluation, run_settings, tol=0.03):
     else:
         verdict = ("the recorded model" if worst <= tol and same_file else
                    f"NOT the recorded model ({'weights changed; ' if not same_file else ''}accuracy differs by up to "
-                   f"{worst:.3f}): the README's numbers do not describe this run")
+                   f"{worst:.3f}): docs/demo.md's numbers do not describe this run")
     splits = [k for k in ("easy", "hard") if k in recorded and k in evaluation]
     print(f"base {folder}, made on {where}: recorded {' '.join(f'{k} {recorded[k]:.3f}' for k in splits)}; here "
           f"{' '.join(f'{k} {evaluation[k]:.3f}' for k in splits)}: {verdict}")

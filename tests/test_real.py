@@ -117,7 +117,7 @@ def test_benchmark_files_load_and_limit(tmp_path, capsys):
     capsys.readouterr()
     assert ghpo.load_task()[1] == {}
     assert capsys.readouterr().out.strip().splitlines() == [
-        f"gpqa_diamond: skipped, no file {ghpo.gpqa_file!r} (not shipped; the README says where to get it)"]
+        f"gpqa_diamond: skipped, no file {ghpo.gpqa_file!r} (not shipped; docs/usage.md says where to get it)"]
     ghpo.benchmarks = ("aime24", "mmlu")
     with pytest.raises(ValueError, match="benchmarks: unknown mmlu"):
         ghpo.load_task()
