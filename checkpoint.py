@@ -3,7 +3,8 @@ Checkpoints of a ghpo.py run: out_dir/ckpt-NNNNNN after NNNNNN RL steps, filled 
 into place, so a kill at any moment leaves the previous checkpoint or the new one, never a partial one. A killed run
 started again with --resume=True continues from the newest one whose files can be read: weights, AdamW moments, every
 RNG stream and the step (which fixes the data position and the learning rate), with metrics.jsonl cut back to that
-step.
+step. Also where a run starts: out_dir holds one run (check_out_dir), and the weights are init_from's or, with
+resume, the newest intact checkpoint's (load_start).
 """
 import contextlib
 import json
