@@ -23,7 +23,7 @@ The defaults are the CPU demo: a 0.8M-parameter Qwen2 on data/arith.py's task, f
     python ghpo.py --config small.py --method=grpo --seed=3 --out_dir=out/x
     python ghpo.py --config qwen2.5-math-1.5b.py                 # a real checkpoint on MATH levels 3-5 (one GPU)
     python ghpo.py --config qwen2.5-math-1.5b.py --resume=True   # continue from out_dir's latest checkpoint
-    python ghpo.py --config qwen2.5-math-1.5b.py --eval_only=True   # the six benchmarks, no hints, paper's table
+    python ghpo.py --config qwen2.5-math-1.5b.py --eval_only=True --out_dir=out/eval  # the six benchmarks, no hints
     torchrun --nproc_per_node=8 ghpo.py --config qwen2.5-math-1.5b.py  # prompts sharded over ranks, grads all-reduced
     torchrun --nproc_per_node=8 ghpo.py --config qwen2.5-7b.py         # fsdp=True: weights and AdamW state sharded
 """

@@ -1,6 +1,7 @@
 """fsdp=True (FSDP2 + DCP) on the CPU: two gloo ranks under torchrun on the tiny random checkpoint of test_real.py.
 Their update equals one process's on the same global batch, a run killed after a checkpoint resumes to the
 uninterrupted run's metrics and weights, and the final model (gathered by rank 0) loads in transformers."""
+import json
 import os
 import signal
 import subprocess
@@ -60,7 +61,7 @@ def test_fsdp_two_ranks_equal_one_process_and_load_in_transformers(tiny, tmp_pat
         assert {k: l1[k] for k in ("reward", "accuracy", "response_len")} == \
                {k: l2[k] for k in ("reward", "accuracy", "response_len")}
         assert l2["grad_norm"] == pytest.approx(l1["grad_norm"], rel=1e-5)
-    saved = ghpo.json.loads((two / "summary.json").read_text())
+    saved = json.loads((two / "summary.json").read_text())
     assert saved["eval_after"] == summary["eval_after"]  # evaluated with the gathered weights, sharded over ranks
     assert sorted(os.listdir(two / "ckpt-000003")) == ["dcp", "model", "state.pt"]
 
