@@ -27,6 +27,7 @@ The defaults are the CPU demo: a 0.8M-parameter Qwen2 on data/arith.py's task, f
     torchrun --nproc_per_node=8 ghpo.py --config qwen2.5-math-1.5b.py  # prompts sharded over ranks, grads all-reduced
     torchrun --nproc_per_node=8 ghpo.py --config qwen2.5-7b.py         # fsdp=True: weights and AdamW state sharded
 """
+import importlib.util
 import math
 import os
 import random
@@ -174,6 +175,8 @@ def configure(argv, others=()):
     if cfg["task"] == "arith" and cfg["train_file"]:
         raise UsageError(f"train_file={cfg['train_file']!r}: the demo task (task=arith) makes its own problems; "
                          f"train_file is read under task=math")
+    if cfg["wandb_log"] and "wandb" not in sys.modules and importlib.util.find_spec("wandb") is None:
+        raise UsageError("wandb_log=True needs the wandb package (pip install wandb), which is not installed here")
     gpqa = cfg["gpqa_file"]  # the default may be absent (GPQA is then skipped); a path the user chose must exist
     if gpqa != GPQA_DEFAULT and not (os.path.isfile(gpqa) or os.path.isfile(os.path.join(ROOT, gpqa))):
         raise UsageError(f"gpqa_file: {gpqa!r} not found (looked in . and {ROOT})")

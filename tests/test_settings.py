@@ -2,6 +2,7 @@
 one run's folder, each one line and exit status 2 before the model loads; a fresh run never mixes with another run's
 files, and leaves them as they were."""
 import hashlib
+import importlib.util
 import os
 
 import pytest
@@ -52,6 +53,8 @@ BAD = [("group_size=0", "group_size must be >= 2"), ("group_size=1", "group_size
        ("kernel_impl=fast", "kernel_impl must be one of"), ("device=mps", "device must be one of"),
        ("train_file=data/train.jsonl", "train_file='data/train.jsonl': the demo task (task=arith) makes its own"),
        ("gpqa_file=nowhere/gpqa.csv", "gpqa_file: 'nowhere/gpqa.csv' not found")]
+if importlib.util.find_spec("wandb") is None:  # not a requirement: where it is missing, asking for it is an error
+    BAD.append(("wandb_log=True", "wandb_log=True needs the wandb package"))
 
 
 @pytest.mark.parametrize("arg, message", BAD, ids=[a for a, _ in BAD])
