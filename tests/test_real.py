@@ -101,7 +101,8 @@ def test_real_config_trains_then_evaluates_every_benchmark(tiny, tmp_path, capsy
     table = capsys.readouterr().out
     header = next(l.split() for l in table.splitlines() if l.split()[:1] == ["aime24"])
     assert header == ["aime24", "math500", "olympiadbench", "amc23", "minerva", "gpqa_diamond", "mean", "gsm8k"]
-    assert table.splitlines()[-1].split()[0] == "model" and len(table.splitlines()[-1].split()) == 9
+    assert table.splitlines()[-2].split()[0] == "model" and len(table.splitlines()[-2].split()) == 9
+    assert table.splitlines()[-1].endswith(f"-> {ev}: summary.json")  # the last line names what it wrote
     saved = json.loads((ev / "summary.json").read_text())
     assert set(saved["eval"]) == names | {"mean"} and saved["eval_rows"] == {n: 3 for n in names}
     assert saved["eval"] == summary["eval"] and not os.path.exists(ev / "metrics.jsonl")
