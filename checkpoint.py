@@ -3,7 +3,8 @@ Checkpoints of a ghpo.py run: out_dir/ckpt-NNNNNN after NNNNNN RL steps, filled 
 into place, so a kill at any moment leaves the previous checkpoint or the new one, never a partial one. A killed run
 started again with --resume=True continues from the newest one whose files can be read: weights, AdamW moments, every
 RNG stream and the step (which fixes the data position and the learning rate), with metrics.jsonl cut back to that
-step.
+step. Also where a run starts: out_dir holds one run (check_out_dir), and the weights are init_from's or, with
+resume, the newest intact checkpoint's (load_start).
 """
 import contextlib
 import json
@@ -16,6 +17,7 @@ import torch
 
 from configurator import UsageError
 from distributed import all_gather, rank_world
+from model import Qwen2, load_tokenizer
 
 
 class Unreadable(UsageError):
@@ -27,6 +29,75 @@ def newest_first(out_dir):
     names = sorted((n for n in os.listdir(out_dir) if n.startswith("ckpt-")), reverse=True) \
         if os.path.isdir(out_dir) else []
     return [os.path.join(out_dir, n) for n in names]
+
+
+RUN_FILES = ("metrics.jsonl", "summary.json", "model")  # with ckpt-* and .tmp-ckpt-*: a run's outputs in out_dir
+
+
+def run_files(out_dir):
+    """The names in out_dir that a run wrote (RUN_FILES, checkpoints and their temporary folders), sorted."""
+    names = os.listdir(out_dir) if os.path.isdir(out_dir) else []
+    return sorted(n for n in names if n in RUN_FILES or n.startswith(("ckpt-", ".tmp-ckpt-")))
+
+
+def check_out_dir(out_dir, resume, overwrite, rank=0):
+    """Before any work: out_dir must be a writable folder (made if missing); a fresh run stops if it holds another
+    run's files (with overwrite, rank 0 removes them), and resume needs a checkpoint there. Each a one-line error."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise UsageError(f"out_dir: {out_dir!r} is a file, not a folder")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"out_dir: cannot make the folder {out_dir!r} ({e.strerror})") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise UsageError(f"out_dir: the folder {out_dir!r} is not writable")
+    found = run_files(out_dir)
+    if resume and not newest_first(out_dir):
+        raise UsageError(f"resume=True: no checkpoint (ckpt-NNNNNN) in {out_dir} to resume from; start without it")
+    if found and not resume and not overwrite:
+        raise UsageError(f"out_dir: {out_dir} holds another run's files ({', '.join(found)}): pass --resume=True to "
+                         f"continue it, --overwrite=True to replace it, or choose another out_dir")
+    if found and not resume and rank == 0:  # overwrite: nothing of the old run stays to mix with the new one
+        for name in found:
+            path = os.path.join(out_dir, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+def load_model(folder, dev, dtype):
+    """A Hugging Face folder's model (model.py) in dtype; a missing or unreadable file is one line naming it."""
+    try:
+        return Qwen2.from_pretrained(folder, dtype=dtype, device=dev)
+    except (OSError, ValueError) as e:
+        raise UsageError(str(e)) from e
+
+
+def open_tokenizer(folder):
+    """A folder's tokenizer.json (model.py); a missing or unreadable file is one line naming it."""
+    try:
+        return load_tokenizer(folder)
+    except (OSError, ValueError) as e:
+        raise UsageError(str(e)) from e
+
+
+def load_start(out_dir, resume, cfg, init_from, world, load):
+    """The model RL starts from: init_from, or with resume the newest intact checkpoint in out_dir (skipping, with one
+    line, any whose files cannot be read). load(folder): the model in a folder. Returns (model, checkpoint folder or
+    None, its state or None)."""
+    unreadable = []
+    for ckpt in newest_first(out_dir) if resume else []:
+        try:
+            state = read_state(ckpt)  # Unreadable for a file that is not a checkpoint's
+            model = load(os.path.join(ckpt, "model"))
+        except UsageError as e:
+            unreadable.append(str(e))
+            continue
+        check_state(ckpt, state, cfg, init_from, world)  # written by another run: an error, no fallback
+        if unreadable and rank_world()[0] == 0:
+            print(f"{unreadable[0]}: resuming from the newest intact checkpoint, {ckpt}")
+        return model, ckpt, state
+    if unreadable:
+        raise UsageError(f"{unreadable[0]}; no intact checkpoint left in {out_dir} to resume from")
+    return load(init_from), None, None
 
 
 def save(out_dir, step, model, optimizer, master, generator, state, tok_folder, full=None):
@@ -80,8 +151,8 @@ def load_sharded(path, model, optimizer):
 
 STATE_KEYS = ("config", "base", "summary", "skipped_updates", "optimizer", "master", "step", "generators",
               "python_rng", "torch_rng")
-RESUME_FREE = ("resume", "out_dir", "threads", "debug", "ckpt_interval", "eval_interval", "eval_only", "benchmarks",
-               "bench_limit", "aime_samples", "eval_temperature", "gpqa_file", "wandb_log", "wandb_project",
+RESUME_FREE = ("resume", "overwrite", "out_dir", "threads", "debug", "ckpt_interval", "eval_interval", "eval_only",
+               "benchmarks", "bench_limit", "aime_samples", "eval_temperature", "gpqa_file", "wandb_log", "wandb_project",
                "wandb_run_name")  # the settings a resumed run may change
 
 

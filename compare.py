@@ -32,6 +32,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
+import checkpoint
 import ghpo
 import probes
 from configurator import UsageError, check_type, parse_value
@@ -42,10 +43,13 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 
 def run(cmd, folder, threads):
     """One command (ghpo.py, probes.py or -m data.demo_base, then its arguments) with --threads, its output in
-    folder/log.txt; skipped when folder/summary.json or folder/probes.json says it has finished."""
+    folder/log.txt; skipped when folder/summary.json or folder/probes.json says it has finished. A ghpo.py run that
+    did not finish resumes from its newest checkpoint, or starts again with nothing of the old one left."""
     if any(os.path.isfile(os.path.join(folder, name)) for name in ("summary.json", "probes.json")):
         return
     os.makedirs(folder, exist_ok=True)
+    if cmd[0] == "ghpo.py":  # an unfinished run: on from its checkpoint, or (none yet) again from the start
+        cmd = cmd + ["--resume=True" if checkpoint.newest_first(folder) else "--overwrite=True"]
     cmd = [sys.executable, *(os.path.join(ROOT, c) if c.endswith(".py") and i == 0 else c for i, c in enumerate(cmd)),
            f"--threads={threads}"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
@@ -305,7 +309,9 @@ def main(argv):
                    "runs": {os.path.relpath(r[3], out_dir): summaries[r]["eval_after"] | {
                        k: results[r[:3]]["compute"][k] for k in ("completions", "tokens", "train_s", "curve")}
                        | {"wall_s": results[r[:3]]["wall_s"]} for r in runs}}, f, indent=1)
-    plot(runs, results, methods, out_dir)
+    plotted = plot(runs, results, methods, out_dir)
+    print(f"done -> {out_dir}: compare.json{', compare.png' if plotted else ''}, and per run (<method>-s<seed>/) its "
+          f"summary.json, metrics.jsonl, model/, last checkpoint and log.txt")
     return s | {"compute": compute}
 
 
@@ -324,7 +330,7 @@ def plot(runs, results, methods, out_dir):
         import matplotlib.pyplot as plt
     except ImportError:
         print("matplotlib is not installed: no plot (pip install matplotlib for one)")
-        return
+        return False
     fig, axes = plt.subplots(2, 2, figsize=(14, 10))
     for m in methods:
         mine = [r for r in runs if r[1] == m]
@@ -348,7 +354,7 @@ def plot(runs, results, methods, out_dir):
         if ax.get_legend_handles_labels()[0]:  # runs logged before generated_tokens have no curve
             ax.legend(fontsize=7)
     fig.savefig(os.path.join(out_dir, "compare.png"), dpi=100, bbox_inches="tight")
-    print(f"plot: {out_dir}/compare.png")
+    return True
 
 
 if __name__ == "__main__":

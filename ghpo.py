@@ -13,22 +13,21 @@ One RL step (train_step, called by main()'s loop):
 The "hybrid": a hinted group learns to continue a worked solution (guided imitation), the others explore, and both go
 through the one clipped objective in the same batch. At evaluation there are no hints. `method` switches to the
 paper's baselines: grpo, grpo_cl, grpo_cl_hint, dapo, and to resample, GHPO's extra sampling without the hint. The
-relatives and rivals that came after it are settings, off by default: hint_schedule (QuestA), hint_loss_coef (UFT),
-replay_size (TRL's replay buffer), mask_truncated (DAPO's overlong filtering).
-Around this file: prompts.py writes prompts and hints, configurator.py reads the settings, checkpoint.py writes and
-resumes checkpoints, distributed.py joins torchrun's ranks, probes.py probes a base model before RL, and
-data/demo_base.py makes the CPU demo's base model (a command of its own).
+relatives that came after it are settings, off by default, in a section of their own below.
+Around this file: prompts.py writes prompts and hints, configurator.py reads the settings, evaluate.py evaluates,
+logbook.py records each step, checkpoint.py writes and resumes checkpoints (and guards out_dir), distributed.py joins
+torchrun's ranks, probes.py probes a base model before RL, data/demo_base.py makes the CPU demo's base model.
 
 The defaults are the CPU demo: a 0.8M-parameter Qwen2 on data/arith.py's task, from the shipped base data/small_base.
     python ghpo.py --config small.py                          # CPU demo: GHPO from the shipped base model
     python ghpo.py --config small.py --method=grpo --seed=3 --out_dir=out/x
     python ghpo.py --config qwen2.5-math-1.5b.py                 # a real checkpoint on MATH levels 3-5 (one GPU)
     python ghpo.py --config qwen2.5-math-1.5b.py --resume=True   # continue from out_dir's latest checkpoint
-    python ghpo.py --config qwen2.5-math-1.5b.py --eval_only=True   # the six benchmarks, no hints, paper's table
+    python ghpo.py --config qwen2.5-math-1.5b.py --eval_only=True --out_dir=out/eval  # the six benchmarks, no hints
     torchrun --nproc_per_node=8 ghpo.py --config qwen2.5-math-1.5b.py  # prompts sharded over ranks, grads all-reduced
     torchrun --nproc_per_node=8 ghpo.py --config qwen2.5-7b.py         # fsdp=True: weights and AdamW state sharded
 """
-import json
+import importlib.util
 import math
 import os
 import random
@@ -44,28 +43,33 @@ import torch
 import checkpoint
 import configurator
 import prompts
+import rollout
 from configurator import UsageError
 from data.arith import arith_task
-from data.datasets import PAPER_BENCHMARKS, math_task
+from data.datasets import math_task
 from data.demo_base import check_record
 from distributed import all_gather, all_sum, close, exit_process, full_state, rank_world, setup, shard, sync_grads
+from evaluate import EvalSettings, evaluate, print_table, table_columns, table_title
 from kernels.logprob import fused_logprobs
 from kernels.loss import policy_loss
-from model import Qwen2, load_tokenizer, stop_token_ids
-from rollout import row_bytes, rows_that_fit, sample_groups
-from verify import verify, verify_choice
+from logbook import log_line, open_wandb, print_step, step_record
+from model import Qwen2, stop_token_ids
+from relatives import hint_scale, replay_groups, truncated
+from rollout import row_bytes, rows_that_fit
+from verify import grade
 
 # -----------------------------------------------------------------------------
 # configuration: every name below can be set in a config file (plain assignments) or with --key=value
 # run
-out_dir = "out/ghpo"          # metrics.jsonl, summary.json and checkpoints go here
+out_dir = "out/ghpo"          # metrics.jsonl, summary.json, model/ and checkpoints go here (one run per folder)
 seed = 0                      # RL seed (problem order, sampling); the base model was made with its own seed
 method = "ghpo"               # ghpo | grpo | grpo_cl (curriculum) | grpo_cl_hint (curriculum + fixed hint) | dapo |
                               # resample (GHPO's stages without the hint: all-wrong groups sampled again, unhinted)
 device = "cpu"                # cpu | cuda
 dtype = "float32"             # float32 | bfloat16 (parameters and activations; AdamW then updates float32 master
                               # copies and rounds them back: a bfloat16 weight alone rounds an lr-1e-6 step away)
-resume = False                # continue from the newest intact checkpoint in out_dir (a fresh start if there is none)
+resume = False                # continue from the newest intact checkpoint in out_dir (an error if there is none)
+overwrite = False             # a fresh run into an out_dir holding another run's files removes them first (else: error)
 threads = 0                   # torch CPU threads (0: torch's default)
 fsdp = False                  # under torchrun: shard weights, gradients and AdamW state over the ranks (FSDP2)
 debug = False                 # a bad setting or file shows its traceback, not one line (or set GHPO_DEBUG=1)
@@ -80,7 +84,8 @@ hard_levels = (7, 8, 9)       # the "hard" split (arith: the levels the demo bas
 eval_per_level = 100          # held-out problems per evaluation level (arith; the base never trained on them)
 benchmarks = ("aime24", "math500", "olympiadbench", "amc23", "minerva", "gpqa_diamond", "gsm8k")  # task=math
                               # evaluation (data/): the paper's six benchmarks, then GSM8K as an extra
-gpqa_file = "data/gpqa_diamond.csv"  # GPQA-Diamond, the authors' CSV (not shipped: README); skipped when absent
+gpqa_file = "data/gpqa_diamond.csv"  # GPQA-Diamond, the authors' CSV (not shipped: docs/real.md); this default is
+                              # skipped when absent, another path must exist
 bench_limit = 0               # rows per benchmark (0: all), for quick runs
 aime_samples = 32             # aime24 accuracy: the mean over this many samples per problem (others: greedy)
 eval_temperature = 0.6        # temperature of those samples (top_p 0.95); the paper does not state its own
@@ -142,9 +147,11 @@ config_keys = [k for k, v in globals().items() if k.islower() and not k.startswi
                and isinstance(v, (int, float, bool, str, tuple))]
 # -----------------------------------------------------------------------------
 
+
 METHODS = ("ghpo", "grpo", "grpo_cl", "grpo_cl_hint", "dapo", "resample")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 ROOT = os.path.dirname(os.path.abspath(__file__))
+GPQA_DEFAULT = "data/gpqa_diamond.csv"
 
 
 def configure(argv, others=()):
@@ -152,7 +159,8 @@ def configure(argv, others=()):
     command's globals); returns {key: value}."""
     cfg = configurator.configure(argv, [globals(), *others], ROOT)
     for key, known in (("method", METHODS), ("loss_norm", ("token", "sequence", "dr_grpo")),
-                       ("task", ("arith", "math")), ("dtype", tuple(DTYPES))):
+                       ("task", ("arith", "math")), ("dtype", tuple(DTYPES)), ("device", ("cpu", "cuda")),
+                       ("kernel_impl", ("auto", "torch", "triton", "reference"))):
         if cfg[key] not in known:
             raise UsageError(f"{key} must be one of {', '.join(known)}, got {cfg[key]!r}")
     try:
@@ -161,12 +169,42 @@ def configure(argv, others=()):
         raise UsageError(f"format_pattern: not a regular expression ({e}): {cfg['format_pattern']!r}") from None
     if not cfg["hint_schedule"] or not all(isinstance(x, (int, float)) and x >= 0 for x in cfg["hint_schedule"]):
         raise UsageError(f"hint_schedule must be one or more numbers >= 0, got {cfg['hint_schedule']!r}")
-    if cfg["hint_loss_coef"] < 0 or cfg["replay_size"] < 0:
-        raise UsageError(f"hint_loss_coef and replay_size must be >= 0, got {cfg['hint_loss_coef']}, "
-                         f"{cfg['replay_size']}")
+    check_ranges(cfg)
     if cfg["hint_loss_coef"] and not cfg["hint_in_answer"]:
         raise UsageError("hint_loss_coef > 0 trains on the hint as the model's own text: it needs hint_in_answer=True")
+    if cfg["task"] == "arith" and cfg["train_file"]:
+        raise UsageError(f"train_file={cfg['train_file']!r}: the demo task (task=arith) makes its own problems; "
+                         f"train_file is read under task=math")
+    if cfg["wandb_log"] and "wandb" not in sys.modules and importlib.util.find_spec("wandb") is None:
+        raise UsageError("wandb_log=True needs the wandb package (pip install wandb), which is not installed here")
+    gpqa = cfg["gpqa_file"]  # the default may be absent (GPQA is then skipped); a path the user chose must exist
+    if gpqa != GPQA_DEFAULT and not (os.path.isfile(gpqa) or os.path.isfile(os.path.join(ROOT, gpqa))):
+        raise UsageError(f"gpqa_file: {gpqa!r} not found (looked in . and {ROOT})")
     return cfg
+
+
+def check_ranges(c):
+    """Every number's range: one line naming the setting, before anything loads or is written."""
+    ratios = c["hint_ratios"]
+    for key, ok, what in (
+            ("group_size", c["group_size"] >= 2, ">= 2: a group's advantages compare its samples with each other"),
+            *((k, c[k] >= 1, ">= 1") for k in ("prompts_per_step", "max_new_tokens", "micro_batch", "ppo_epochs",
+                                               "eval_per_level", "aime_samples")),
+            *((k, c[k] >= 0, ">= 0") for k in ("rl_steps", "bench_limit", "sample_rows", "threads", "top_k",
+                                               "start_hint_step", "eval_interval", "ckpt_interval", "lr",
+                                               "weight_decay", "kl_coef", "eps_high", "format_reward",
+                                               "hint_loss_coef", "replay_size")),
+            ("temperature", c["temperature"] > 0, "> 0: the loss divides the logits by it (greedy sampling is "
+                                                  "temperature 0, which RL's log-probs cannot use)"),
+            ("eval_temperature", c["eval_temperature"] > 0, "> 0 (aime24's samples; every other answer is greedy)"),
+            ("top_p", 0 < c["top_p"] <= 1, "in (0, 1]"), ("grad_clip", c["grad_clip"] > 0, "> 0"),
+            *((k, 0 <= c[k] < 1, "in [0, 1)") for k in ("eps_low", "beta1", "beta2", "fixed_hint_ratio")),
+            ("warmup_frac", 0 <= c["warmup_frac"] <= 1, "in [0, 1]"),
+            ("hint_ratios", len(ratios) > 0 and all(isinstance(w, (int, float)) and 0 < w < 1 for w in ratios),
+             "one or more ratios in (0, 1) (1 is the whole solution)"),
+            *((k, len(c[k]) > 0, "one or more levels") for k in ("train_levels", "eval_levels"))):
+        if not ok:
+            raise UsageError(f"{key} must be {what}, got {c[key]!r}")
 
 
 def prompt_format():
@@ -178,6 +216,13 @@ def prompt_ids(tok, problem, ratio=0.0):
     """The token ids of a problem's prompt with a hint of this ratio (prompts.py)."""
     return tok.encode(prompts.prompt_text(problem, ratio, prompt_format())).ids
 
+
+def eval_settings():
+    """This run's evaluation settings, as evaluate.py takes them."""
+    return EvalSettings(prompt_format(), max_new_tokens, aime_samples, eval_temperature, seed, benchmarks, easy_levels,
+                        hard_levels, lambda model, prompt_list, k, n_new: sampling_rows(model, prompt_list, k, n_new,
+                                                                                         cpu_rows=256))
+
 # -----------------------------------------------------------------------------
 # steps 1-3: sampling, scoring and the GHPO hint escalation
 
@@ -187,18 +232,14 @@ def format_ok(text):
     return re.match(format_pattern, text, re.DOTALL | re.MULTILINE) is not None
 
 
-def grade(text, problem):
-    """The accuracy reward: a multiple-choice problem's option letter (GPQA), else verify.py's answer equivalence."""
-    return verify_choice(text, problem["answer"]) if problem.get("choices") else verify(text, problem["answer"])
-
-
-def sample_and_score(model, tok, problems, ratios, stop_ids, generator, sample=sample_groups):
+def sample_and_score(model, tok, problems, ratios, stop_ids, generator):
     """Sample G completions for each problem's prompt at its hint ratio and verify them. Returns one group dict per
     problem: prompt ids, completion tokens (G, T) and mask, accuracy (G,), format (G,), ratio and texts."""
     G = group_size
     prompt_list = [prompt_ids(tok, p, r) for p, r in zip(problems, ratios)]
-    out = sample(model, prompt_list, G, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                 stop_ids=stop_ids, generator=generator, max_rows=sampling_rows(model, prompt_list, G, max_new_tokens))
+    out = rollout.sample_groups(model, prompt_list, G, max_new_tokens, temperature=temperature, top_k=top_k,
+                                top_p=top_p, stop_ids=stop_ids, generator=generator,
+                                max_rows=sampling_rows(model, prompt_list, G, max_new_tokens))
     groups = []
     for i, (p, r) in enumerate(zip(problems, ratios)):
         rows = slice(i * G, (i + 1) * G)
@@ -216,20 +257,14 @@ class Generated(NamedTuple):
     tokens: int               # completion tokens, each up to and including its stop token
 
 
-def hint_scale(step):
-    """QuestA's schedule: the factor on every hint ratio at this step, hint_schedule[k] in the k-th of its equal parts
-    of the run (1.0 throughout by default)."""
-    return hint_schedule[min(len(hint_schedule) - 1, step * len(hint_schedule) // max(1, rl_steps))]
-
-
-def rollout_with_hints(model, tok, problems, step, stop_ids, generator, sample=sample_groups):
+def rollout_with_hints(model, tok, problems, step, stop_ids, generator):
     """Steps 1-3. Returns the final groups, per group the hint stage it ended at (0: no hint, s: hint_ratios[s-1]), and
     what was sampled in all (Generated). Each method is one branch: grpo_cl_hint hints every problem from the start,
     ghpo escalates all-wrong groups, resample samples them again at the same stages without a hint (the ablation of
     the hint: the same extra sampling)."""
-    scale = hint_scale(step)
+    scale = hint_scale(step, hint_schedule, rl_steps)
     ratios = [fixed_hint_ratio * scale if method == "grpo_cl_hint" else 0.0] * len(problems)
-    groups = sample_and_score(model, tok, problems, ratios, stop_ids, generator, sample)
+    groups = sample_and_score(model, tok, problems, ratios, stop_ids, generator)
     stage, sampled = [0] * len(problems), list(groups)
     if method in ("ghpo", "resample") and step >= start_hint_step:
         for s, w in enumerate(hint_ratios, 1):
@@ -239,21 +274,11 @@ def rollout_with_hints(model, tok, problems, step, stop_ids, generator, sample=s
             # the whole group is regenerated from the hinted prompt: hinted and unhinted samples never mix
             ratio = w * scale if method == "ghpo" else 0.0
             regen = sample_and_score(model, tok, [problems[i] for i in hard], [ratio] * len(hard), stop_ids,
-                                     generator, sample)
+                                     generator)
             for i, g in zip(hard, regen):
                 groups[i], stage[i] = g, s
             sampled += regen
     return groups, stage, Generated(sum(len(g["tokens"]) for g in sampled), sum(int(g["mask"].sum()) for g in sampled))
-
-
-def mechanism(acc, stage, levels):
-    """Per step: hard_unsolved, the fraction of hard-level groups whose G unhinted samples all failed (no GRPO signal),
-    and hint_rescued, the fraction of hinted groups a hint gave a correct sample (None: no such group). acc: (P, G)."""
-    solved = [bool(a.sum() > 0) for a in acc]
-    hard = [bool(s) or not ok for ok, s, lv in zip(solved, stage, levels) if lv in hard_levels]
-    hinted = [ok for ok, s in zip(solved, stage) if s]
-    return {"hard_unsolved": sum(hard) / len(hard) if hard else None,
-            "hint_rescued": sum(hinted) / len(hinted) if hinted else None}
 
 
 def problem_order(train):
@@ -280,34 +305,6 @@ def group_rewards(groups):
     """(P, G) rewards of the groups: accuracy + format_reward x format."""
     return torch.stack([g["acc"] for g in groups]) + format_reward * torch.stack([g["fmt"] for g in groups])
 
-
-def truncated(group, stop_ids):
-    """(G,) bool: the group's completions cut by the length limit, whose last token is no stop token."""
-    lengths = group["mask"].sum(1)  # (G,)
-    last = group["tokens"].gather(1, (lengths - 1).clamp(min=0)[:, None])[:, 0]  # (G,)
-    return ~torch.isin(last, torch.tensor(list(stop_ids), dtype=last.dtype, device=last.device)) | (lengths == 0)
-
-
-def replay_groups(groups, rewards, replay, step):
-    """TRL's GRPOWithReplayBuffer (docs/method.md, "Relatives and rivals"): every group whose rewards all agree (zero
-    variance: no signal) is replaced by an earlier group with a signal, drawn from `replay` with probability in
-    proportion to its score, sum_i |A_i| x std(r) as TRL scores it; then this step's groups with a signal join the
-    buffer, which keeps the replay_size best scores. replay: [[score, group], ...], updated in place. Returns the
-    groups the update trains on and how many stand in for others. rewards: (P, G)."""
-    std, adv = rewards.std(1), group_advantages(rewards)  # (P,), (P, G)
-    flat = [i for i in range(len(groups)) if std[i] == 0]
-    trained, replaced = list(groups), flat if replay else []
-    if replaced:  # seeded by (seed, step): a resumed run draws the same groups
-        scores = torch.tensor([score for score, _ in replay])
-        draw = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        picks = torch.multinomial(scores, len(flat), replacement=len(flat) > len(replay), generator=draw)
-        for i, j in zip(flat, picks.tolist()):
-            trained[i] = replay[j][1]
-    replay += [[float((adv[i].abs() * std[i]).sum()), groups[i]] for i in range(len(groups)) if std[i] > 0]
-    replay.sort(key=lambda item: -item[0])  # stable: at equal scores the older stays, as in TRL's heap
-    del replay[replay_size:]
-    return trained, len(replaced)
-
 # -----------------------------------------------------------------------------
 # steps 4-5: advantages and the policy update
 
@@ -322,15 +319,6 @@ class Row(NamedTuple):
     ids: list                 # prompt + completion token ids
     n_prompt: int             # its first n_prompt ids are the prompt (hint included): never in the policy loss
     n_hint: int = 0           # the prompt's last n_hint ids are a hint the likelihood term trains (hint_loss_coef)
-
-
-def hint_length(tok, group):
-    """How many of a hinted group's prompt tokens are the hint, which with hint_in_answer ends the prompt: those after
-    its longest common prefix with the unhinted prompt (0 without a hint)."""
-    if not group["ratio"]:
-        return 0
-    plain, hinted = prompt_ids(tok, group["problem"]), group["prompt"]
-    return len(hinted) - next((k for k, (a, b) in enumerate(zip(plain, hinted)) if a != b), len(plain))
 
 
 def pack_rows(groups, tok=None):
@@ -352,25 +340,6 @@ def batch_tensors(rows, dev):
         ids[b, :len(row.ids)] = torch.tensor(row.ids)
         mask[b, row.n_prompt - 1:len(row.ids) - 1] = 1.0  # position t predicts token t+1: completion tokens only
     return ids.to(dev), ids[:, 1:].to(dev), mask.to(dev)
-
-
-def hint_likelihood(h, weight, rows, targets, n_hint):
-    """UFT's likelihood term on a micro-batch's hint tokens (docs/method.md, "Relatives and rivals"). Returns a term
-    whose gradient is that of hint_loss_coef x (sum of -log p over these hint tokens) / n_hint, n_hint the step's hint
-    tokens over all micro-batches and ranks, and the mean negative log-likelihood of these tokens (0.0 and None when
-    there are none). The term is policy_loss with advantage hint_loss_coef and no old log-probs: its ratio is exactly
-    1, so its gradient is -hint_loss_coef x d log p / n_hint, the likelihood's, from the same fused kernel (no
-    (tokens, V) logits); its value is not the likelihood, which the second number gives. h: (b, L-1, C)."""
-    if not n_hint:
-        return 0.0, None
-    hint = torch.zeros(targets.shape, device=targets.device)  # (b, L-1): positions whose next token is a hint token
-    for b, row in enumerate(rows):
-        hint[b, row.n_prompt - row.n_hint - 1:row.n_prompt - 1] = 1.0
-    if not hint.any():
-        return 0.0, None
-    term, st = policy_loss(h, weight, targets, hint, torch.full((len(rows),), hint_loss_coef, device=h.device),
-                           temperature=temperature, norm="token", denom=n_hint, impl=kernel_impl)
-    return term, -float(st["logp_mean"])
 
 
 @torch.no_grad()
@@ -506,15 +475,16 @@ def sampling_model(model):
     return Qwen2.from_state_dict(model.config, full_state(model, DTYPES[dtype])).eval()
 
 
-def train_step(policy, tok, problems, step, stop_ids, generator, dev, sample=sample_groups, replay=None):
+def train_step(policy, tok, problems, step, stop_ids, generator, dev, replay=None):
     """One step on this rank's problems: steps 1-3 (rollout_with_hints), 4 (group_advantages) and 5 (policy_update).
     replay: the replay buffer (replay_groups), kept by the caller from step to step."""
     policy.model.eval()
     groups, stage, generated = rollout_with_hints(sampling_model(policy.model), tok, problems, step, stop_ids,
-                                                  generator, sample)
+                                                  generator)
     acc = torch.stack([g["acc"] for g in groups])  # (P, G)
     rewards = group_rewards(groups)  # (P, G)
-    trained, replayed = replay_groups(groups, rewards, replay, step) if replay_size else (groups, 0)
+    trained, replayed = replay_groups(groups, rewards, group_advantages(rewards), replay, step, seed,
+                                       replay_size) if replay_size else (groups, 0)
     adv = group_advantages(group_rewards(trained))  # (P, G)
     keep = trained_groups(torch.stack([g["acc"] for g in trained]))
     rows = pack_rows([trained[i] for i in keep], tok)
@@ -530,107 +500,48 @@ def train_step(policy, tok, problems, step, stop_ids, generator, dev, sample=sam
                        sum(int(truncated(g, stop_ids).sum()) for g in groups), replayed)
 
 
-def step_record(step, outcomes, levels, seconds, skipped_updates, lr_now):
-    """The step's line of metrics.jsonl, over all ranks' outcomes (in the global batch's order)."""
-    acc = torch.tensor([a for o in outcomes for a in o.acc])  # (B, G)
-    rewards = torch.tensor([r for o in outcomes for r in o.rewards])  # (B, G)
-    stage, stats = [s for o in outcomes for s in o.stage], [s for o in outcomes for s in o.loss_stats]
-    n_tokens = sum(o.tokens for o in outcomes)
-    return {
-        "step": step, "reward": rewards.mean().item(), "accuracy": acc.mean().item(),
-        "hinted": {str(w): sum(s == k for s in stage) / len(stage) for k, w in enumerate(hint_ratios, 1)},
-        "all_wrong": (acc.sum(1) == 0).float().mean().item(),  # groups with no signal after hints
-        "response_len": n_tokens / acc.numel(), "grad_norm": outcomes[0].grad_norm,
-        "tokens_per_s": n_tokens / seconds, "step_s": seconds, "lr": lr_now,
-        "skipped_updates": skipped_updates,  # non-finite loss or gradients: the update was skipped
-        "generated_completions": sum(o.generated.completions for o in outcomes),  # all sampled, regenerations too
-        "generated_tokens": sum(o.generated.tokens for o in outcomes),
-        "truncated": sum(o.truncated for o in outcomes) / acc.numel(),  # final completions cut by the length limit
-    } | ({"replayed": sum(o.replayed for o in outcomes) / len(acc)} if replay_size else {}) \
-        | mechanism(acc, stage, levels) | mean_stats(stats)
-
-
-def mean_stats(stats):
-    """The means over micro-batches of the loss statistics (a None, a micro-batch without that quantity, left out)."""
-    means = {}
-    for k in stats[0] if stats else []:
-        xs = [s[k] for s in stats if s[k] is not None]
-        means[k] = sum(xs) / len(xs) if xs else None
-    return means
-
-
-def print_step(record):
-    r, hinted = record, " ".join(f"{v:.2f}" for v in record["hinted"].values())
-    print(f"step {r['step']:4d} | reward {r['reward']:.3f} | acc {r['accuracy']:.3f} | hinted {hinted} | "
-          f"len {r['response_len']:.1f} | gnorm {r['grad_norm']:.3f} | {r['tokens_per_s']:.0f} tok/s | "
-          f"eta {r['step_s'] * (rl_steps - r['step'] - 1):.0f}s", flush=True)
+def hint_column(record, step):
+    """The step line's hint column: the share of groups at each stage where the method hints (resample: samples
+    again), none where it never does, and grpo_cl_hint's one fixed hint, which every prompt gets."""
+    stages = " ".join(f"{v:.2f}" for v in record["hinted"].values())
+    fixed = fixed_hint_ratio * hint_scale(step, hint_schedule, rl_steps)
+    return {"ghpo": f"hinted {stages}", "resample": f"resampled {stages}",
+            "grpo_cl_hint": f"hinted all at {fixed:.2f}"}.get(method, "")
 
 # -----------------------------------------------------------------------------
-# evaluation
+# hint_loss_coef (UFT), OFF BY DEFAULT: GHPO's other relatives are in relatives.py (hint_schedule, replay_size,
+# mask_truncated) and a branch of rollout_with_hints (method=resample)
 
 
-@torch.no_grad()
-def completions(model, tok, prompt_list, stop_ids, samples=1, n_new=None, sample=sample_groups):
-    """The evaluation's completions of the prompts (token id lists): one greedy completion each, or with samples > 1
-    that many samples each (prompt-major) at eval_temperature, top_p 0.95, from a generator seeded with `seed`."""
-    texts = []
-    generator = torch.Generator(device=model.lm_head.weight.device).manual_seed(seed)
-    n_new = n_new or max_new_tokens
-    step = max(1, sampling_rows(model, prompt_list, samples, n_new, cpu_rows=256) // samples)  # prompts a batch
-    for i in range(0, len(prompt_list), step):
-        out = sample(model, prompt_list[i:i + step], samples, n_new,
-                     temperature=0.0 if samples == 1 else eval_temperature, top_p=1.0 if samples == 1 else 0.95,
-                     stop_ids=stop_ids, generator=generator)
-        texts += [tok.decode(t[m].tolist(), skip_special_tokens=True) for t, m in zip(out["tokens"], out["mask"])]
-    return texts
+def hint_length(tok, group):
+    """How many of a hinted group's prompt tokens are the hint, which with hint_in_answer ends the prompt: those after
+    its longest common prefix with the unhinted prompt (0 without a hint)."""
+    if not group["ratio"]:
+        return 0
+    plain, hinted = prompt_ids(tok, group["problem"]), group["prompt"]
+    return len(hinted) - next((k for k, (a, b) in enumerate(zip(plain, hinted)) if a != b), len(plain))
 
 
-def evaluate(model, tok, eval_sets, stop_ids, ratio=0.0, sample=sample_groups):
-    """Accuracy per split without hints (ratio 0): greedy, except aime24 (the mean of aime_samples samples), plus the
-    `mean` over the benchmarks or the `easy`/`hard` aggregates. Ranks evaluate every world-th problem, counts summed."""
-    model.eval()
-    rank, world = rank_world()
-    acc = {}
-    for name, problems in eval_sets.items():
-        mine, k = problems[rank::world], aime_samples if name == "aime24" else 1
-        texts = completions(model, tok, [prompt_ids(tok, p, ratio) for p in mine], stop_ids, samples=k,
-                            sample=sample)
-        right, n = all_sum(sum(grade(t, p) for t, p in zip(texts, [p for p in mine for _ in range(k)])), len(texts))
-        acc[name] = right / max(n, 1)
-    names = [n for n in benchmarks if n in eval_sets]
-    names = [n for n in names if n in PAPER_BENCHMARKS] or names  # extras (GSM8K) stay out of the paper's mean
-    if names:  # the paper's mean: every benchmark weighs the same
-        acc["mean"] = sum(acc[n] for n in names) / len(names)
-    return split_means(acc, eval_sets)
-
-
-def split_means(acc, eval_sets):
-    """acc plus the `easy` and `hard` aggregates over the levels it has, each level weighted by its problem count."""
-    for split, levels in (("easy", easy_levels), ("hard", hard_levels)):
-        names = [f"L{lv}" for lv in levels if f"L{lv}" in acc]
-        if names:
-            acc[split] = sum(acc[n] * len(eval_sets[n]) for n in names) / sum(len(eval_sets[n]) for n in names)
-    return acc
-
-
-def table_columns(eval_sets):
-    """The paper's benchmarks in its order, their mean, then the extras (GSM8K) or the demo's levels and splits."""
-    paper = [n for n in PAPER_BENCHMARKS if n in eval_sets]
-    return paper + ["mean"] + [n for n in eval_sets if n not in paper] + ["easy", "hard"]
-
-
-def print_table(title, rows, columns):
-    """rows: {row name: {column: value}}; prints a fixed-width table (on rank 0 only, when it has columns)."""
-    if rank_world()[0] or not columns:
-        return
-    w, r = max([8] + [len(str(c)) + 1 for c in columns]), max([10] + [len(str(n)) + 1 for n in rows])
-    print(title)
-    print(f"{'':>{r}}" + "".join(f"{c:>{w}}" for c in columns))
-    for name, vals in rows.items():
-        print(f"{name:>{r}}" + "".join(f"{vals[c]:>{w}.3f}" if c in vals else f"{'-':>{w}}" for c in columns))
+def hint_likelihood(h, weight, rows, targets, n_hint):
+    """UFT's likelihood term on a micro-batch's hint tokens (docs/method.md, "Relatives and rivals"). Returns a term
+    whose gradient is that of hint_loss_coef x (sum of -log p over these hint tokens) / n_hint, n_hint the step's hint
+    tokens over all micro-batches and ranks, and the mean negative log-likelihood of these tokens (0.0 and None when
+    there are none). The term is policy_loss with advantage hint_loss_coef and no old log-probs: its ratio is exactly
+    1, so its gradient is -hint_loss_coef x d log p / n_hint, the likelihood's, from the same fused kernel (no
+    (tokens, V) logits); its value is not the likelihood, which the second number gives. h: (b, L-1, C)."""
+    if not n_hint:
+        return 0.0, None
+    hint = torch.zeros(targets.shape, device=targets.device)  # (b, L-1): positions whose next token is a hint token
+    for b, row in enumerate(rows):
+        hint[b, row.n_prompt - row.n_hint - 1:row.n_prompt - 1] = 1.0
+    if not hint.any():
+        return 0.0, None
+    term, st = policy_loss(h, weight, targets, hint, torch.full((len(rows),), hint_loss_coef, device=h.device),
+                           temperature=temperature, norm="token", denom=n_hint, impl=kernel_impl)
+    return term, -float(st["logp_mean"])
 
 # -----------------------------------------------------------------------------
-# setup: settings, data, the starting model and checkpoints
+# setup: the machine, data, memory and the starting model
 
 
 def check_setup(world):
@@ -686,81 +597,27 @@ def check_memory(model, policy, tok, problems):
               f"{prompts_per_step // rank_world()[1] * group_size})")
 
 
+def weights_dtype():
+    """The dtype a run loads its weights in: dtype, or float32 shards under FSDP2 (their own master weights)."""
+    return torch.float32 if fsdp else DTYPES[dtype]
+
+
 def load_task():
     """Training problems and held-out evaluation sets {split name: problems}."""
     if task == "arith":  # the CPU demo's task (data/arith.py)
-        return arith_task(train_levels, eval_levels, eval_per_level)
+        try:
+            return arith_task(train_levels, eval_levels, eval_per_level)
+        except ValueError as e:  # a level without training problems left, or an unknown level
+            raise UsageError(f"task=arith: {e}") from None
     return math_task(train_file, train_levels, benchmarks, bench_limit, eval_only, gpqa_file)  # data/datasets.py
 
-
-def load_model(folder, dev, as_dtype=None):
-    """A Hugging Face folder's model (model.py) in as_dtype (default: dtype, or float32 shards under FSDP2); a missing
-    or unreadable file is one line naming it."""
-    try:
-        return Qwen2.from_pretrained(folder, dtype=as_dtype or (torch.float32 if fsdp else DTYPES[dtype]), device=dev)
-    except (OSError, ValueError) as e:
-        raise UsageError(str(e)) from e
-
-
-def open_tokenizer(folder):
-    """A folder's tokenizer.json (model.py); a missing or unreadable file is one line naming it."""
-    try:
-        return load_tokenizer(folder)
-    except (OSError, ValueError) as e:
-        raise UsageError(str(e)) from e
-
-
-def load_start(cfg, world, dev):
-    """The model RL starts from: init_from, or with resume the newest intact checkpoint in out_dir (skipping, with one
-    line, any whose files cannot be read). Returns (model, checkpoint folder or None, its state or None)."""
-    unreadable = []
-    for ckpt in checkpoint.newest_first(out_dir) if resume else []:
-        try:
-            state = checkpoint.read_state(ckpt)  # checkpoint.Unreadable for a file that is not a checkpoint's
-            model = load_model(os.path.join(ckpt, "model"), dev)
-        except UsageError as e:
-            unreadable.append(str(e))
-            continue
-        checkpoint.check_state(ckpt, state, cfg, init_from, world)  # written by another run: an error, no fallback
-        if unreadable and rank_world()[0] == 0:
-            print(f"{unreadable[0]}: resuming from the newest intact checkpoint, {ckpt}")
-        return model, ckpt, state
-    if unreadable:
-        raise UsageError(f"{unreadable[0]}; no intact checkpoint left in {out_dir} to resume from")
-    return load_model(init_from, dev), None, None
-
-
-def evaluate_only(model, tok, eval_sets, stop_ids, summary, sample):
-    """eval_only: the paper's table (one column per benchmark, then the mean) of the starting model, no hints."""
-    summary["eval"] = evaluate(sampling_model(model), tok, eval_sets, stop_ids, sample=sample)
-    summary["eval_rows"] = {k: len(v) for k, v in eval_sets.items()}
-    columns = [c for c in table_columns(eval_sets) if c in summary["eval"]]
-    print_table(f"eval (no hints; greedy, aime24 mean of {aime_samples} samples)",
-                {os.path.basename(summary["model"].rstrip("/")): summary["eval"]}, columns)
-    if rank_world()[0] == 0:
-        checkpoint.write_json(os.path.join(out_dir, "summary.json"), summary)
-    close()
-    return summary
-
-def open_wandb(cfg):
-    """The wandb module with a run started (wandb_log, as nanoGPT does it: imported only when on)."""
-    import wandb
-    wandb.init(project=wandb_project, name=wandb_run_name or os.path.basename(out_dir.rstrip("/")), config=cfg)
-    return wandb
-
-
-def log_line(line, metrics_file, wandb=None):
-    """One line of metrics.jsonl, and with wandb_log the same numbers to wandb at its step."""
-    print(json.dumps(line), file=metrics_file, flush=True)
-    if wandb:
-        wandb.log(line, step=line["step"])
-
 # -----------------------------------------------------------------------------
-# the loop
+# the run
 
 
-def main(argv, sample=sample_groups):
-    """A whole run (`sample` stands in for rollout.sample_groups, e.g. a test's scripted sampler)."""
+def main(argv):
+    """A whole run: settings and out_dir checked, the task and the starting model, the evaluation before RL, the
+    steps (each logged, with checkpoints), the evaluation after, and the files it wrote."""
     if "--help" in argv or "-h" in argv:
         return print(configurator.help_text([sys.modules[__name__]], __doc__.strip()))
     cfg = configure(argv)
@@ -769,25 +626,31 @@ def main(argv, sample=sample_groups):
     t_start = time.time()
     rank, world = setup(device)  # under torchrun: one process per GPU (or per CPU slice)
     check_setup(world)
-    os.makedirs(out_dir, exist_ok=True)
+    checkpoint.check_out_dir(out_dir, resume, overwrite, rank)  # one run per folder: nothing mixed, nothing lost
     dev = torch.device(device, torch.cuda.current_device()) if device == "cuda" else torch.device(device)
     train, eval_sets = load_task()
-    model, ckpt, state = load_start(cfg, world, dev)
-    tok = open_tokenizer(init_from)
-    stop_ids = stop_token_ids(tok)
-    ref_model = load_model(init_from, dev, DTYPES[dtype]).eval() if kl_coef > 0 else None
+    model, ckpt, state = checkpoint.load_start(out_dir, resume, cfg, init_from, world,
+                                               lambda f: checkpoint.load_model(f, dev, weights_dtype()))
+    tok = checkpoint.open_tokenizer(init_from)
+    stop_ids, es = stop_token_ids(tok), eval_settings()
+    ref_model = checkpoint.load_model(init_from, dev, DTYPES[dtype]).eval() if kl_coef > 0 else None
     if fsdp:  # FSDP2 (distributed.py): float32 shards, the master weights; each unit computes in dtype
         model, ref_model = shard(model, DTYPES[dtype]), ref_model and shard(ref_model, DTYPES[dtype])
     summary = {"method": method, "seed": seed, "config": cfg}
-    if eval_only:
+    columns = table_columns(eval_sets)
+    if eval_only:  # the paper's table (one column per benchmark, then the mean) of the starting model, no hints
         summary["model"] = os.path.join(ckpt, "model") if ckpt else init_from
-        return evaluate_only(model, tok, eval_sets, stop_ids, summary, sample)
+        summary |= {"eval": evaluate(sampling_model(model), tok, eval_sets, stop_ids, es),
+                    "eval_rows": {k: len(v) for k, v in eval_sets.items()}}
+        print_table(table_title("eval", eval_sets, es), {os.path.basename(summary["model"].rstrip("/")):
+                                                         summary["eval"]}, [c for c in columns if c in summary["eval"]])
+        return finish(summary, t_start)
 
     # before RL: the starting model's accuracy (a resumed run has it in its checkpoint)
     summary |= state["summary"] if state else {"eval_before": evaluate(sampling_model(model), tok, eval_sets, stop_ids,
-                                                                       sample=sample)}
-    columns = [c for c in table_columns(eval_sets) if c in summary["eval_before"]]
-    print_table("eval before RL (no hints)", {"base": summary["eval_before"]}, columns)
+                                                                       es)}
+    columns = [c for c in columns if c in summary["eval_before"]]
+    print_table(table_title("eval before RL", eval_sets, es), {"base": summary["eval_before"]}, columns)
     if rank == 0 and task == "arith":  # a demo base with a made.json: is it the recorded model, taught these prompts?
         check_record(init_from, summary["eval_before"], cfg)
 
@@ -804,7 +667,7 @@ def main(argv, sample=sample_groups):
     metrics_file = checkpoint.metrics_log(out_dir, start) if rank == 0 else None  # cut back to the checkpoint's step
     per_rank = prompts_per_step // world
     replay = state["replay"][rank] if state and "replay" in state else []  # replay_size: this rank's buffer
-    wandb = open_wandb(cfg) if wandb_log and rank == 0 else None
+    wandb = open_wandb(cfg, wandb_project, wandb_run_name, out_dir) if wandb_log and rank == 0 else None
 
     def save(step, full):
         """A checkpoint after `step` steps (full: the gathered model under FSDP2)."""
@@ -818,49 +681,61 @@ def main(argv, sample=sample_groups):
             group["lr"] = learning_rate(step)
         batch = [order[(step * prompts_per_step + i) % len(order)] for i in range(prompts_per_step)]
         problems = batch[rank * per_rank:(rank + 1) * per_rank]  # this rank's slice: whole groups on one rank
-        outcome = train_step(policy, tok, problems, step, stop_ids, generator, dev, sample, replay)
+        outcome = train_step(policy, tok, problems, step, stop_ids, generator, dev, replay)
         skipped_updates += outcome.skipped
         record = step_record(step, all_gather(outcome), [p["level"] for p in batch], time.time() - t0,
-                             skipped_updates, policy.optimizer.param_groups[0]["lr"])
+                             skipped_updates, policy.optimizer.param_groups[0]["lr"], hint_ratios, hard_levels,
+                             replay_size)
         if rank == 0:
             log_line(record, metrics_file, wandb)
-            print_step(record)
+            print_step(record, rl_steps, hint_column(record, step))
         if eval_interval and (step + 1) % eval_interval == 0 and step + 1 < rl_steps:
-            mid = evaluate(sampling_model(model), tok, eval_sets, stop_ids, sample=sample)
+            mid = evaluate(sampling_model(model), tok, eval_sets, stop_ids, es)  # prints its line
             if rank == 0:
-                print("eval", " ".join(f"{k} {v:.3f}" for k, v in mid.items()))
                 log_line({"step": step, "eval": mid}, metrics_file, wandb)
         if ckpt_interval and (step + 1) % ckpt_interval == 0:
             save(step + 1, sampling_model(model) if fsdp else None)
 
     final = sampling_model(model)
     save(rl_steps, final if fsdp else None)  # a resumed finished run only evaluates
-    summary["eval_after"] = evaluate(final, tok, eval_sets, stop_ids, sample=sample)
-    print_table("eval (no hints)", {"before": summary["eval_before"], "after": summary["eval_after"]}, columns)
-    summary |= {"skipped_updates": skipped_updates, "wall_seconds": time.time() - t_start}
+    summary["eval_after"] = evaluate(final, tok, eval_sets, stop_ids, es)
+    print_table(table_title("eval", eval_sets, es), {"before": summary["eval_before"],
+                                                     "after": summary["eval_after"]}, columns)
     if rank == 0:
         final.save_pretrained(os.path.join(out_dir, "model"))  # under FSDP2: the gathered weights, in dtype
         shutil.copy2(os.path.join(init_from, "tokenizer.json"), os.path.join(out_dir, "model"))
-        checkpoint.write_json(os.path.join(out_dir, "summary.json"), summary)
         metrics_file.close()
         if wandb:
             wandb.finish()
-        print(f"done in {summary['wall_seconds']:.0f}s -> {out_dir}/summary.json")
+    return finish(summary | {"skipped_updates": skipped_updates}, t_start)
+
+
+def finish(summary, t_start):
+    """summary.json written (rank 0), a last line naming every file in out_dir that this run wrote, the ranks closed."""
+    summary["wall_seconds"] = time.time() - t_start
+    if rank_world()[0] == 0:
+        checkpoint.write_json(os.path.join(out_dir, "summary.json"), summary)
+        files = [n + "/" * os.path.isdir(os.path.join(out_dir, n)) for n in checkpoint.run_files(out_dir)]
+        print(f"done in {summary['wall_seconds']:.0f}s -> {out_dir}: {', '.join(files)}")
     close()
     return summary
 
 
-def cli(argv, sample=sample_groups):
+def cli(argv):
     """`python ghpo.py ...`: main(argv), and for a bad setting, file or argument one line on stderr and exit status 2
     (with --debug=True or GHPO_DEBUG=1 the traceback instead)."""
     try:
-        main(argv, sample)
+        main(argv)
     except UsageError as e:
         if debug or "--debug=True" in argv or os.environ.get("GHPO_DEBUG"):
             raise
         print(f"ghpo.py: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+if __name__ == "__main__":
+    exit_process(cli(sys.argv[1:]))
 
 
 if __name__ == "__main__":

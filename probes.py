@@ -16,12 +16,12 @@ import sys
 
 import torch
 
+import checkpoint
 import configurator
 import ghpo
-from checkpoint import write_json
 from configurator import UsageError
+from evaluate import completions, evaluate, print_table, split_means, table_columns
 from model import stop_token_ids
-from rollout import sample_groups
 
 # -----------------------------------------------------------------------------
 probe_per_level = 50          # problems per level for each probe (the first ones of each evaluation level)
@@ -31,11 +31,12 @@ config_keys = ["probe_per_level"]
 
 def hint_probe(model, tok, sets, stop_ids):
     """Greedy accuracy per level with a hint of each ratio: does a hint lift what the model gets right?"""
-    return {str(w): ghpo.evaluate(model, tok, sets, stop_ids, ratio=w) for w in (0.0,) + tuple(ghpo.hint_ratios)}
+    return {str(w): evaluate(model, tok, sets, stop_ids, ghpo.eval_settings(), ratio=w)
+            for w in (0.0,) + tuple(ghpo.hint_ratios)}
 
 
 @torch.no_grad()
-def pass_probe(model, tok, sets, stop_ids, sample=sample_groups):
+def pass_probe(model, tok, sets, stop_ids):
     """pass@G per level with a hint of each ratio: the fraction of problems for which at least one of G samples, drawn
     as RL draws them (temperature, top_k, top_p), is correct. At ratio 0 it says whether GRPO gets any signal on a
     level (a greedy accuracy of .01 can hide a pass@8 of .1); at the hint ratios, how often GHPO's hints rescue a
@@ -45,9 +46,9 @@ def pass_probe(model, tok, sets, stop_ids, sample=sample_groups):
     for w in (0.0,) + tuple(ghpo.hint_ratios):
         table[str(w)] = {}
         for name, probed in sets.items():
-            groups = ghpo.sample_and_score(model, tok, probed, [w] * len(probed), stop_ids, generator, sample)
+            groups = ghpo.sample_and_score(model, tok, probed, [w] * len(probed), stop_ids, generator)
             table[str(w)][name] = sum(bool(g["acc"].sum()) for g in groups) / max(len(groups), 1)
-        ghpo.split_means(table[str(w)], sets)
+        split_means(table[str(w)], sets, ghpo.eval_settings())
     return table
 
 
@@ -65,7 +66,7 @@ def step_probe(model, tok, sets, stop_ids):
         if not cases:
             continue
         n_new = max(len(tok.encode(want).ids) for _, _, want in cases) + 1
-        got = ghpo.completions(model, tok, [c[1] for c in cases], stop_ids, n_new=n_new)
+        got = completions(model, tok, [c[1] for c in cases], stop_ids, ghpo.eval_settings(), n_new=n_new)
         per_step = {}
         for (k, _, want), text in zip(cases, got):
             per_step.setdefault(k, []).append(text.split("\n")[0].strip() == want.strip())
@@ -73,19 +74,19 @@ def step_probe(model, tok, sets, stop_ids):
     return table
 
 
-def run_probes(model, tok, eval_sets, stop_ids, sample=sample_groups):
+def run_probes(model, tok, eval_sets, stop_ids):
     """The three probes on the first probe_per_level problems of each evaluation level, printed as tables; returns
     {"hint_probe": ..., "pass_probe": ..., "step_probe": ...}."""
     sets = {k: v[:probe_per_level] for k, v in eval_sets.items()}
-    columns = [c for c in ghpo.table_columns(sets) if c in sets or c in ("easy", "hard")]
+    columns = [c for c in table_columns(sets) if c in sets or c in ("easy", "hard")]
     out = {"hint_probe": hint_probe(model, tok, sets, stop_ids)}
-    ghpo.print_table("hint probe: greedy accuracy with a hint of each ratio", out["hint_probe"], columns)
-    out["pass_probe"] = pass_probe(model, tok, sets, stop_ids, sample)
-    ghpo.print_table(f"pass@{ghpo.group_size} probe: a correct sample among {ghpo.group_size} (temperature "
-                     f"{ghpo.temperature}), per hint ratio", out["pass_probe"], columns)
+    print_table("hint probe: greedy accuracy with a hint of each ratio", out["hint_probe"], columns)
+    out["pass_probe"] = pass_probe(model, tok, sets, stop_ids)
+    print_table(f"pass@{ghpo.group_size} probe: a correct sample among {ghpo.group_size} (temperature "
+                f"{ghpo.temperature}), per hint ratio", out["pass_probe"], columns)
     out["step_probe"] = step_probe(model, tok, sets, stop_ids)
     steps = sorted({k for v in out["step_probe"].values() for k in v}, key=int)
-    ghpo.print_table("step probe: accuracy of step k given the correct steps before it", out["step_probe"], steps)
+    print_table("step probe: accuracy of step k given the correct steps before it", out["step_probe"], steps)
     return out
 
 
@@ -96,15 +97,17 @@ def main(argv):
     ghpo.configure(argv, [globals()])
     if ghpo.task != "arith":
         raise UsageError("the probes are for the demo task (task=arith): they read worked solutions line by line")
+    if probe_per_level < 1:
+        raise UsageError(f"probe_per_level must be >= 1, got {probe_per_level}")
     if ghpo.threads:
         torch.set_num_threads(ghpo.threads)
     ghpo.check_setup(world=1)
     _, eval_sets = ghpo.load_task()
-    model = ghpo.load_model(ghpo.init_from, torch.device(ghpo.device)).eval()
-    tok = ghpo.open_tokenizer(ghpo.init_from)
+    model = checkpoint.load_model(ghpo.init_from, torch.device(ghpo.device), ghpo.weights_dtype()).eval()
+    tok = checkpoint.open_tokenizer(ghpo.init_from)
     out = run_probes(model, tok, eval_sets, stop_token_ids(tok))
     os.makedirs(ghpo.out_dir, exist_ok=True)
-    write_json(os.path.join(ghpo.out_dir, "probes.json"), out | {"model": ghpo.init_from})
+    checkpoint.write_json(os.path.join(ghpo.out_dir, "probes.json"), out | {"model": ghpo.init_from})
     return out
 
 

@@ -1463,6 +1463,12 @@ def verify(completion, gold):
         return False
 
 
+def grade(text, problem):
+    """The accuracy reward of a completion: a multiple-choice problem's option letter (GPQA), else verify's answer
+    equivalence."""
+    return verify_choice(text, problem["answer"]) if problem.get("choices") else verify(text, problem["answer"])
+
+
 def is_parseable(answer):
     """Can verify() score against this gold answer: it parses into a value, or is a short text answer (a word)."""
     if not isinstance(answer, str) or not answer.strip() or len(answer) > MAX_ANSWER_CHARS:

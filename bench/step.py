@@ -110,7 +110,7 @@ def run_ghpo(args):
             add(key, time.perf_counter() - t0)
             return out
         return wrapper
-    sample = timed(rollout.sample_groups, "sampling")  # passed to the step
+    rollout.sample_groups = timed(rollout.sample_groups, "sampling")  # the step samples through it
     ghpo.sample_and_score = timed(ghpo.sample_and_score, "sample_and_score")
     marks = {}
     model.register_forward_pre_hook(lambda m, a: marks.__setitem__("fwd", time.perf_counter()) if m.training else None)
@@ -131,7 +131,7 @@ def run_ghpo(args):
 
     def step(s):
         # ghpo.main's step (method grpo: no hints), without its logging
-        out = ghpo.train_step(policy, tok, problems(s), s, stop_ids, generator, dev, sample)
+        out = ghpo.train_step(policy, tok, problems(s), s, stop_ids, generator, dev)
         return torch.tensor(out.rewards), out.tokens / (P * G)
 
     return loop(args, step, t)

@@ -1,6 +1,6 @@
 # GHPO on a real checkpoint: Qwen2.5-Math-1.5B trained on MATH levels 3-5 with worked solutions (the paper's data),
 # evaluated without hints on the paper's six benchmarks (AIME24, MATH-500, OlympiadBench, AMC23, Minerva, GPQA-Diamond:
-# its CSV is not shipped, README) and GSM8K as an extra. One GPU of 80 GB, or of 40 GB (below).
+# its CSV is not shipped, docs/usage.md) and GSM8K as an extra. One GPU of 80 GB, or of 40 GB (below).
 # Hyperparameters: docs/method.md, "The released 7B recipe", with the batch scaled down to one GPU.
 # Put the Hugging Face folder (config.json, *.safetensors, tokenizer.json) at init_from, or pass --init_from=PATH.
 out_dir = "out/qwen2.5-math-1.5b"

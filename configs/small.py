@@ -1,4 +1,4 @@
-# The CPU demo (README, "The CPU demo"; docs/demo.md): ghpo.py's defaults, written out here so that the README's
+# The CPU demo (README, "Results at a glance"; docs/demo.md): ghpo.py's defaults, written out here so that the README's
 # command names it. A 0.8M-parameter Qwen2 on a countdown task of repeated modular addition (data/arith.py), one
 # `37+8=45, 4 left` line per step; RL (60 steps of 16 prompts x 8 samples, lr 5e-5) and evaluation (100 held-out
 # problems per level, greedy, no hints) on levels 1-3 (easy) and 7-9 (hard), no level in between. Hints open the

@@ -21,7 +21,7 @@ PROBLEM_FIELD = {"math": "problem", "math500": "problem", "gsm8k": "question", "
 BENCHMARKS = {"aime24": ("aime24_test.jsonl", "aime24"), "math500": ("math500_test.jsonl", "math500"),
               "olympiadbench": ("olympiadbench_test.jsonl", "olympiadbench"), "amc23": ("amc23_test.jsonl", "amc23"),
               "minerva": ("minerva_math_test.jsonl", "minerva"), "gsm8k": ("gsm8k_test.jsonl", "gsm8k"),
-              "gpqa_diamond": ("gpqa_diamond.csv", "gpqa")}  # not shipped: README, "GPQA-Diamond"
+              "gpqa_diamond": ("gpqa_diamond.csv", "gpqa")}  # not shipped: docs/usage.md, "Real models"
 PAPER_BENCHMARKS = ("aime24", "math500", "olympiadbench", "amc23", "minerva", "gpqa_diamond")  # its table's columns
 LETTERS = "ABCD"
 GPQA_COLUMNS = ("Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
@@ -76,12 +76,12 @@ def math_task(train_file, train_levels, benchmarks, bench_limit=0, eval_only=Fal
     evals = {}
     for name in benchmarks:
         file, fmt = BENCHMARKS[name]
-        if fmt == "gpqa":  # not shipped (its authors ask that it not be posted in plain text): the README says where
+        if fmt == "gpqa":  # not shipped (its authors ask that it not be posted in plain text): docs/usage.md says where
             path = gpqa_file if os.path.isfile(gpqa_file) else os.path.join(os.path.dirname(here), gpqa_file)
             if os.path.isfile(path):
                 evals[name] = load_gpqa(path, limit=bench_limit or None)[0]
             else:
-                print(f"{name}: skipped, no file {gpqa_file!r} (not shipped; the README says where to get it)")
+                print(f"{name}: skipped, no file {gpqa_file!r} (not shipped; docs/usage.md says where to get it)")
             continue
         evals[name], skipped = load_jsonl(os.path.join(here, file), fmt, limit=bench_limit or None)
         if skipped:

@@ -245,14 +245,26 @@ def check_record(folder, evaluation, run_settings, tol=0.03):
         raise UsageError(f"{path}: not a base model's record ({type(e).__name__}: {e})") from None
     worst = max([abs(evaluation[k] - v) for k, v in recorded.items() if k in evaluation], default=0.0)
     same_file = sha256(os.path.join(folder, "model.safetensors")) == digest
-    verdict = ("the recorded model" if worst <= tol and same_file else
-               f"NOT the recorded model ({'weights changed; ' if not same_file else ''}accuracy differs by up to "
-               f"{worst:.3f}): the README's numbers do not describe this run")
+    base_settings = made.get("settings", {})
+    levels = lambda acc: sorted(k for k in acc if k.startswith("L"))
+    same_problems = levels(recorded) == levels(evaluation) and \
+        base_settings.get("eval_per_level") == run_settings.get("eval_per_level")
+    if not same_problems:  # another evaluation: only the weights can be compared
+        verdict = (f"{'the recorded weights (sha256 as in made.json)' if same_file else 'NOT the recorded weights'}; "
+                   f"evaluated on other problems (eval_per_level={run_settings.get('eval_per_level')}, levels "
+                   f"{','.join(levels(evaluation))}; the record: {base_settings.get('eval_per_level')}, "
+                   f"{','.join(levels(recorded))}), so the accuracies are not comparable"
+                   + ("; and past the record's first problems of each level, the base trained on them" if
+                      run_settings.get("eval_per_level", 0) > base_settings.get("eval_per_level", 0) else ""))
+    else:
+        verdict = ("the recorded model" if worst <= tol and same_file else
+                   f"NOT the recorded model ({'weights changed; ' if not same_file else ''}accuracy differs by up to "
+                   f"{worst:.3f}): docs/demo.md's numbers do not describe this run")
     splits = [k for k in ("easy", "hard") if k in recorded and k in evaluation]
     print(f"base {folder}, made on {where}: recorded {' '.join(f'{k} {recorded[k]:.3f}' for k in splits)}; here "
           f"{' '.join(f'{k} {evaluation[k]:.3f}' for k in splits)}: {verdict}")
-    base_settings = made.get("settings", {})
     differ = [f"{k}={run_settings[k]!r} (base: {base_settings[k]!r})" for k in SHARED if k in base_settings
+              and k != "eval_per_level"  # which problems were held out: the verdict above says what it changes
               and k in run_settings and json.loads(json.dumps(run_settings[k])) != base_settings[k]]
     if differ:
         print(f"base {folder} learned other prompts than this run shows: {', '.join(differ)}")

@@ -33,11 +33,13 @@ def tok():
 
 
 @pytest.fixture
-def scripted(tok):
+def scripted(tok, monkeypatch):
     """Five problems that need no hint, a 0.25, 0.5 or 0.75 hint, or are unsolvable even with the last one; a record
-    of the sampler's calls; helpers.scripted_sampler answering them (hints in the user message, G = 4)."""
+    of the sampler's calls; helpers.scripted_sampler answering them (hints in the user message, G = 4), put in place of
+    rollout.sample_groups for the test."""
     import re
     import ghpo
+    import rollout
     from data.arith import level_problems
     from helpers import scripted_sampler
     problems = [dict(level_problems(5)[i]) for i in range(5)]
@@ -46,7 +48,9 @@ def scripted(tok):
         p["solution"] = re.sub(r", \d+ left", "", p["solution"])  # a character prefix of "left" has no token
     calls = []
     ghpo.group_size, ghpo.hint_in_answer = 4, False  # hints in the user message, where the sampler reads them
-    return problems, calls, scripted_sampler(tok, {p["problem"]: p for p in problems}, calls)
+    sample = scripted_sampler(tok, {p["problem"]: p for p in problems}, calls)
+    monkeypatch.setattr(rollout, "sample_groups", sample)
+    return problems, calls, sample
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """fsdp=True (FSDP2 + DCP) on the CPU: two gloo ranks under torchrun on the tiny random checkpoint of test_real.py.
 Their update equals one process's on the same global batch, a run killed after a checkpoint resumes to the
 uninterrupted run's metrics and weights, and the final model (gathered by rank 0) loads in transformers."""
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 import ghpo
+import rollout
 from model import Qwen2
 from test_real import REPO, metrics, real_args, scripted_sampler, tiny, weights  # noqa: F401 (tiny: a fixture)
 
@@ -22,9 +24,9 @@ def torchrun(tmp_path, args, scripted, wait=True):
     so that a kill reaches the workers too."""
     script = tmp_path / "run.py"
     script.write_text(f"import sys\nsys.path[:0] = [{REPO!r}, {os.path.join(REPO, 'tests')!r}]\n"
-                      "import ghpo, test_real\n"
-                      + ("ghpo.exit_process(ghpo.cli(sys.argv[1:], sample=test_real.scripted_sampler))\n" if scripted
-                         else "ghpo.exit_process(ghpo.cli(sys.argv[1:]))\n"))
+                      "import ghpo, rollout, test_real\n"
+                      + ("rollout.sample_groups = test_real.scripted_sampler\n" if scripted else "")
+                      + "ghpo.exit_process(ghpo.cli(sys.argv[1:]))\n")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), *args]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     if not wait:
@@ -46,7 +48,8 @@ def test_fsdp_two_ranks_equal_one_process_and_load_in_transformers(tiny, tmp_pat
     proc = torchrun(tmp_path, real_args(tiny, two, "--fsdp=True", *extra), scripted=True)
     assert proc.stdout.count("step    2 |") == 1 and proc.stdout.count("done in") == 1  # rank 0 alone logs
     one = tmp_path / "one"
-    summary = ghpo.main(real_args(tiny, one, *extra), sample=scripted_sampler)
+    monkeypatch.setattr(rollout, "sample_groups", scripted_sampler)
+    summary = ghpo.main(real_args(tiny, one, *extra))
 
     a, b, init = weights(one / "model"), weights(two / "model"), weights(tiny["folder"])
     assert max((a[k] - init[k]).abs().max().item() for k in a) > 5e-4  # real updates
@@ -58,7 +61,7 @@ def test_fsdp_two_ranks_equal_one_process_and_load_in_transformers(tiny, tmp_pat
         assert {k: l1[k] for k in ("reward", "accuracy", "response_len")} == \
                {k: l2[k] for k in ("reward", "accuracy", "response_len")}
         assert l2["grad_norm"] == pytest.approx(l1["grad_norm"], rel=1e-5)
-    saved = ghpo.json.loads((two / "summary.json").read_text())
+    saved = json.loads((two / "summary.json").read_text())
     assert saved["eval_after"] == summary["eval_after"]  # evaluated with the gathered weights, sharded over ranks
     assert sorted(os.listdir(two / "ckpt-000003")) == ["dcp", "model", "state.pt"]
 

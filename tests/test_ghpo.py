@@ -11,7 +11,9 @@ import types
 import pytest
 import torch
 
+import evaluate
 import ghpo
+import logbook
 import probes
 import prompts
 from data import demo_base
@@ -30,7 +32,7 @@ pytestmark = pytest.mark.usefixtures("restore_ghpo_config")
 def test_ghpo_escalates_stages_and_regenerates_whole_groups(tok, scripted):
     problems, calls, sample = scripted
     ghpo.method = "ghpo"
-    groups, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 0, [], None, sample)
+    groups, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 0, [], None)
     assert stage == [0, 1, 2, 3, 3]
     assert [g["ratio"] for g in groups] == [0.0, 0.25, 0.5, 0.75, 0.75]
     assert [int(g["acc"].sum()) for g in groups] == [4, 4, 4, 4, 0]  # the last stays all wrong after 0.75
@@ -45,36 +47,52 @@ def test_pass_probe_counts_problems_with_any_correct_sample(tok, scripted):
     problems, calls, sample = scripted  # needs no hint, 0.25, 0.5, 0.75, and one no hint rescues
     ghpo.hard_levels, ghpo.easy_levels = (5,), (1,)
     cpu_model = types.SimpleNamespace(lm_head=torch.nn.Linear(1, 1))  # the scripted sampler never calls it
-    table = probes.pass_probe(cpu_model, tok, {"L5": problems}, [], sample)
+    table = probes.pass_probe(cpu_model, tok, {"L5": problems}, [])
     assert {w: table[w]["L5"] for w in table} == {"0.0": 0.2, "0.25": 0.4, "0.5": 0.6, "0.75": 0.8}
     assert all(table[w]["hard"] == table[w]["L5"] for w in table) and "easy" not in table["0.0"]
-    assert probes.pass_probe(cpu_model, tok, {"L5": problems[:2]}, [], sample)["0.25"]["L5"] == 1.0
+    assert probes.pass_probe(cpu_model, tok, {"L5": problems[:2]}, [])["0.25"]["L5"] == 1.0
 
 
 def test_mechanism_metrics():
-    ghpo.hard_levels = (6, 7)
     acc = torch.tensor([[0., 0.], [1., 0.], [0., 0.], [0., 1.], [1., 1.]])  # (P=5, G=2), final groups
     stage = [0, 0, 3, 2, 0]  # groups 2 and 3 were hinted: all wrong unhinted; group 3 was rescued
-    m = ghpo.mechanism(acc, stage, levels=[6, 7, 7, 6, 1])
+    m = logbook.mechanism(acc, stage, [6, 7, 7, 6, 1], hard_levels=(6, 7))
     assert m == {"hard_unsolved": 3 / 4, "hint_rescued": 1 / 2}
-    assert ghpo.mechanism(acc, [0] * 5, levels=[1] * 5) == {"hard_unsolved": None, "hint_rescued": None}
+    assert logbook.mechanism(acc, [0] * 5, [1] * 5, (6, 7)) == {"hard_unsolved": None, "hint_rescued": None}
+
+
+def test_step_line_and_table_titles_say_what_ran(capsys):
+    record = {"step": 0, "reward": 0.5, "accuracy": 0.5, "hinted": {"0.25": 0.25, "0.5": 0.0, "0.75": 0.5},
+              "response_len": 9.0, "grad_norm": 0.1, "tokens_per_s": 10.0, "step_s": 1.0}
+    columns = {}
+    for method in ghpo.METHODS:
+        ghpo.method = method
+        columns[method] = ghpo.hint_column(record, 0)
+        logbook.print_step(record, 2, columns[method])
+        assert ("hinted" in capsys.readouterr().out) == (method in ("ghpo", "grpo_cl_hint"))
+    assert columns["ghpo"] == "hinted 0.25 0.00 0.50" and columns["resample"] == "resampled 0.25 0.00 0.50"
+    assert columns["grpo_cl_hint"] == "hinted all at 0.50"  # every prompt gets the fixed hint
+    assert columns["grpo"] == columns["grpo_cl"] == columns["dapo"] == ""
+    es = ghpo.eval_settings()
+    assert evaluate.table_title("eval", {"math500": [], "amc23": []}, es) == "eval (no hints; greedy)"
+    assert "aime24 mean of 32 samples" in evaluate.table_title("eval", {"aime24": []}, es)
 
 
 def test_cold_start_and_baselines_do_not_hint(tok, scripted):
     problems, calls, sample = scripted
     ghpo.method, ghpo.start_hint_step = "ghpo", 10
-    _, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 9, [], None, sample)
+    _, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 9, [], None)
     assert stage == [0] * 5 and len(calls) == 1
-    _, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 10, [], None, sample)
+    _, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 10, [], None)
     assert stage == [0, 1, 2, 3, 3]
     for method in ("grpo", "grpo_cl", "dapo"):
         ghpo.method = method
         calls.clear()
-        groups, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 50, [], None, sample)
+        groups, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 50, [], None)
         assert stage == [0] * 5 and len(calls) == 1 and all(g["ratio"] == 0 for g in groups)
     ghpo.method = "grpo_cl_hint"  # a fixed 50% hint on every problem, no detection
     calls.clear()
-    groups, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 50, [], None, sample)
+    groups, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 50, [], None)
     assert len(calls) == 1 and all(g["ratio"] == 0.5 for g in groups)
     assert [int(g["acc"].sum()) for g in groups] == [4, 4, 4, 0, 0]
 
@@ -429,7 +447,11 @@ def test_demo_base_command_records_how_it_was_made(tiny_base, tmp_path, capsys):
     run(tiny_base, tmp_path / "a")  # evaluated as the command evaluated it: the same settings and thread count
     out = capsys.readouterr().out
     assert "the recorded model" in out and "learned other prompts" not in out
-    run(tiny_base, tmp_path / "b", "--hint_in_answer=False")
+    run(tiny_base, tmp_path / "d", "--eval_per_level=4", "--eval_levels=(1,7)")  # a smaller evaluation: like with like
+    out = capsys.readouterr().out
+    assert "the recorded weights (sha256 as in made.json); evaluated on other problems" in out
+    assert "NOT the recorded" not in out and "learned other prompts" not in out
+    run(tiny_base, tmp_path / "b", "--hint_in_answer=False", "--eval_per_level=8", "--eval_levels=(1,2,3,7,8,9)")
     assert "learned other prompts than this run shows: hint_in_answer=False (base: True)" in capsys.readouterr().out
     copy = tmp_path / "copy"
     copy.mkdir()

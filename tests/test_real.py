@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 import ghpo
+import rollout
 import prompts
 from data.datasets import BENCHMARKS, PAPER_BENCHMARKS
 from helpers import byte_bpe_tokenizer, sampled
@@ -100,7 +101,8 @@ def test_real_config_trains_then_evaluates_every_benchmark(tiny, tmp_path, capsy
     table = capsys.readouterr().out
     header = next(l.split() for l in table.splitlines() if l.split()[:1] == ["aime24"])
     assert header == ["aime24", "math500", "olympiadbench", "amc23", "minerva", "gpqa_diamond", "mean", "gsm8k"]
-    assert table.splitlines()[-1].split()[0] == "model" and len(table.splitlines()[-1].split()) == 9
+    assert table.splitlines()[-2].split()[0] == "model" and len(table.splitlines()[-2].split()) == 9
+    assert table.splitlines()[-1].endswith(f"-> {ev}: summary.json")  # the last line names what it wrote
     saved = json.loads((ev / "summary.json").read_text())
     assert set(saved["eval"]) == names | {"mean"} and saved["eval_rows"] == {n: 3 for n in names}
     assert saved["eval"] == summary["eval"] and not os.path.exists(ev / "metrics.jsonl")
@@ -116,7 +118,7 @@ def test_benchmark_files_load_and_limit(tmp_path, capsys):
     capsys.readouterr()
     assert ghpo.load_task()[1] == {}
     assert capsys.readouterr().out.strip().splitlines() == [
-        f"gpqa_diamond: skipped, no file {ghpo.gpqa_file!r} (not shipped; the README says where to get it)"]
+        f"gpqa_diamond: skipped, no file {ghpo.gpqa_file!r} (not shipped; docs/usage.md says where to get it)"]
     ghpo.benchmarks = ("aime24", "mmlu")
     with pytest.raises(ValueError, match="benchmarks: unknown mmlu"):
         ghpo.load_task()
@@ -246,8 +248,8 @@ def test_two_gloo_ranks_equal_one_process(tiny, tmp_path, monkeypatch):
              "--micro_batch=3", "--group_size=4", "--ckpt_interval=1")
     script = tmp_path / "run.py"
     script.write_text(f"import sys\nsys.path[:0] = [{REPO!r}, {os.path.join(REPO, 'tests')!r}]\n"
-                      "import ghpo, test_real\n"
-                      "ghpo.exit_process(ghpo.cli(sys.argv[1:], sample=test_real.scripted_sampler))\n")
+                      "import ghpo, rollout, test_real\n"
+                      "rollout.sample_groups = test_real.scripted_sampler\nghpo.exit_process(ghpo.cli(sys.argv[1:]))\n")
     two = tmp_path / "two"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -256,7 +258,8 @@ def test_two_gloo_ranks_equal_one_process(tiny, tmp_path, monkeypatch):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("step    1 |") == 1 and proc.stdout.count("done in") == 1  # rank 0 alone logs
     one = tmp_path / "one"
-    summary = ghpo.main(real_args(tiny, one, *extra), sample=scripted_sampler)
+    monkeypatch.setattr(rollout, "sample_groups", scripted_sampler)
+    summary = ghpo.main(real_args(tiny, one, *extra))
 
     a, b, init = weights(one / "model"), weights(two / "model"), weights(tiny["folder"])
     assert max((a[k] - init[k]).abs().max().item() for k in a) > 1e-4  # the update is not trivial

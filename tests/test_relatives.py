@@ -12,7 +12,10 @@ import torch
 import checkpoint
 import compare
 import ghpo
+import logbook
 import prompts
+import relatives
+import rollout
 from data.arith import level_problems
 from helpers import TINY_RUN, scripted_sampler
 from kernels.logprob import logprobs_reference
@@ -29,7 +32,7 @@ pytestmark = pytest.mark.usefixtures("restore_ghpo_config")
 def test_resample_samples_all_wrong_groups_again_at_ghpos_stages_without_a_hint(tok, scripted):
     problems, calls, sample = scripted
     ghpo.method = "resample"
-    groups, stage, generated = ghpo.rollout_with_hints(None, tok, problems, 0, [], None, sample)
+    groups, stage, generated = ghpo.rollout_with_hints(None, tok, problems, 0, [], None)
     # no hint ever: the four problems that need one stay all wrong through the three stages, each sampled again
     assert stage == [0, 3, 3, 3, 3] and [g["ratio"] for g in groups] == [0.0] * 5
     assert [len(texts) for texts, _ in calls] == [5, 4, 4, 4]
@@ -38,18 +41,19 @@ def test_resample_samples_all_wrong_groups_again_at_ghpos_stages_without_a_hint(
     assert generated == (4 * 17, sum(n for _, n in calls))  # every completion sampled, regenerations included
     calls.clear()
     ghpo.method = "ghpo"  # the same count for GHPO: 5 + 4 + 3 + 2 groups of 4
-    _, stage, generated = ghpo.rollout_with_hints(None, tok, problems, 0, [], None, sample)
+    _, stage, generated = ghpo.rollout_with_hints(None, tok, problems, 0, [], None)
     assert stage == [0, 1, 2, 3, 3] and generated == (4 * 14, sum(n for _, n in calls))
     calls.clear()
     ghpo.method, ghpo.start_hint_step = "resample", 5  # the cold start holds for resample as well
-    _, stage, generated = ghpo.rollout_with_hints(None, tok, problems, 4, [], None, sample)
+    _, stage, generated = ghpo.rollout_with_hints(None, tok, problems, 4, [], None)
     assert stage == [0] * 5 and generated.completions == 20 and len(calls) == 1
 
 
 def test_step_record_sums_the_generated_compute_over_ranks():
     ghpo.hint_ratios, ghpo.replay_size = (0.25, 0.5, 0.75), 0
     one = lambda gen, cut: ghpo.StepOutcome([[1.0, 0.0]], [[1.0, 0.0]], [0], 10, [], 0.5, False, gen, cut, 0)
-    r = ghpo.step_record(3, [one(ghpo.Generated(6, 40), 1), one(ghpo.Generated(2, 12), 0)], [1, 7], 2.0, 0, 1e-4)
+    r = logbook.step_record(3, [one(ghpo.Generated(6, 40), 1), one(ghpo.Generated(2, 12), 0)], [1, 7], 2.0, 0, 1e-4,
+                            ghpo.hint_ratios, ghpo.hard_levels, ghpo.replay_size)
     assert (r["generated_completions"], r["generated_tokens"], r["truncated"]) == (8, 52, 0.25)
     assert r["response_len"] == 5.0 and "replayed" not in r  # the final groups' 20 tokens over 4 completions
 
@@ -59,19 +63,20 @@ def test_step_record_sums_the_generated_compute_over_ranks():
 def test_hint_schedule_shrinks_every_hint_ratio_in_equal_parts_of_the_run(tok, scripted):
     problems, calls, sample = scripted
     ghpo.rl_steps, ghpo.hint_schedule = 10, (1.0, 0.5)
-    assert [ghpo.hint_scale(s) for s in range(10)] == [1.0] * 5 + [0.5] * 5
+    assert [relatives.hint_scale(s, ghpo.hint_schedule, ghpo.rl_steps) for s in range(10)] == [1.0] * 5 + [0.5] * 5
     ghpo.rl_steps, ghpo.hint_schedule = 60, (1.0, 0.5, 0.25)
-    assert [ghpo.hint_scale(s) for s in (0, 19, 20, 39, 40, 59)] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    assert [relatives.hint_scale(s, ghpo.hint_schedule, ghpo.rl_steps) for s in (0, 19, 20, 39, 40, 59)] == \
+        [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
     ghpo.hint_schedule = (1.0,)
-    assert {ghpo.hint_scale(s) for s in range(60)} == {1.0}
+    assert {relatives.hint_scale(s, ghpo.hint_schedule, ghpo.rl_steps) for s in range(60)} == {1.0}
     ghpo.method, ghpo.rl_steps, ghpo.hint_schedule = "ghpo", 10, (1.0, 0.5)
-    groups, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 4, [], None, sample)  # first half: as GHPO
+    groups, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 4, [], None)  # first half: as GHPO
     assert [g["ratio"] for g in groups] == [0.0, 0.25, 0.5, 0.75, 0.75] and stage == [0, 1, 2, 3, 3]
-    groups, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 5, [], None, sample)  # second: half the hint
+    groups, stage, _ = ghpo.rollout_with_hints(None, tok, problems, 5, [], None)  # second: half the hint
     assert [g["ratio"] for g in groups] == [0.0, 0.25, 0.375, 0.375, 0.375] and stage == [0, 2, 3, 3, 3]
     assert [int(g["acc"].sum()) for g in groups] == [4, 4, 0, 0, 0]  # the 0.5 and 0.75 problems lose their hint
     ghpo.method = "grpo_cl_hint"  # the fixed hint shrinks too
-    groups, _, _ = ghpo.rollout_with_hints(None, tok, problems, 7, [], None, sample)
+    groups, _, _ = ghpo.rollout_with_hints(None, tok, problems, 7, [], None)
     assert [g["ratio"] for g in groups] == [0.25] * 5
 
 # ---- UFT's likelihood term on the hint tokens
@@ -158,6 +163,13 @@ def test_hint_loss_needs_the_hint_in_the_answer():
 # ---- TRL's replay buffer
 
 
+def replay(groups, buffer, step):
+    """relatives.replay_groups as a step calls it, with ghpo.py's settings."""
+    rewards = ghpo.group_rewards(groups)
+    return relatives.replay_groups(groups, rewards, ghpo.group_advantages(rewards), buffer, step, ghpo.seed,
+                                   ghpo.replay_size)
+
+
 def group(rewards, tag):
     acc = torch.tensor(rewards)
     return dict(acc=acc, fmt=torch.zeros_like(acc), tag=tag)
@@ -167,29 +179,28 @@ def test_replay_stands_earlier_groups_with_signal_in_for_zero_variance_groups():
     ghpo.replay_size, ghpo.seed, ghpo.format_reward = 64, 0, 0.0
     buffer = []
     groups = [group([0., 0, 0, 0], "a"), group([1., 0, 0, 0], "b"), group([1., 1, 1, 1], "c"), group([1., 1, 0, 0], "d")]
-    trained, replaced = ghpo.replay_groups(groups, ghpo.group_rewards(groups), buffer, 0)
+    trained, replaced = replay(groups, buffer, 0)
     assert trained == groups and replaced == 0  # an empty buffer: nothing to stand in yet
     # the groups with a signal join, scored sum |A| x std as TRL does: [1,0,0,0] 2.9994 x 0.5, [1,1,0,0] 3.4635 x 0.5774
     assert [g["tag"] for _, g in buffer] == ["d", "b"]
     assert [round(s, 4) for s, _ in buffer] == [1.9997, 1.4997]
     new = [group([0., 0, 0, 0], "e"), group([1., 0, 1, 0], "f"), group([1., 1, 1, 1], "g")]
-    trained, replaced = ghpo.replay_groups(new, ghpo.group_rewards(new), buffer, 1)
+    trained, replaced = replay(new, buffer, 1)
     assert replaced == 2 and trained[1] is new[1]  # the group with a signal stays; both others stand in
     assert sorted(g["tag"] for g in (trained[0], trained[2])) == ["b", "d"]  # two draws from two: each once
     assert [g["tag"] for _, g in buffer] == ["d", "f", "b"]  # f's [1,0,1,0] scores as d's: the older first
-    again = ghpo.replay_groups(new, ghpo.group_rewards(new), [list(x) for x in buffer[:2]], 1)[0]
-    assert [g["tag"] for g in again] == [g["tag"] for g in ghpo.replay_groups(new, ghpo.group_rewards(new),
-                                                                             [list(x) for x in buffer[:2]], 1)[0]]
+    again = replay(new, [list(x) for x in buffer[:2]], 1)[0]
+    assert [g["tag"] for g in again] == [g["tag"] for g in replay(new, [list(x) for x in buffer[:2]], 1)[0]]
     ghpo.replay_size = 1  # the buffer keeps the best scores only
     small = []
-    ghpo.replay_groups(groups, ghpo.group_rewards(groups), small, 0)
+    replay(groups, small, 0)
     assert [g["tag"] for _, g in small] == ["d"]
 
 
 def test_replay_draws_in_proportion_to_the_score():
     ghpo.replay_size = 64
     flat = [group([0., 0, 0, 0], "flat")]
-    picks = [ghpo.replay_groups(flat, ghpo.group_rewards(flat), [[3.0, {"tag": "x"}], [1.0, {"tag": "y"}]], s)[0][0]
+    picks = [replay(flat, [[3.0, {"tag": "x"}], [1.0, {"tag": "y"}]], s)[0][0]
              for s in range(400)]
     share = sum(p["tag"] == "x" for p in picks) / 400
     assert abs(share - 0.75) < 0.1  # sd 0.022
@@ -220,27 +231,28 @@ def test_a_step_trains_on_the_right_rows(tok, scripted, monkeypatch):
     """train_step's rows: mask_truncated drops the completions cut by the length limit (and their advantages) but
     they still count in their group's advantages; replay puts the buffer's rows in; the log counts what was cut."""
     problems, calls, _ = scripted
-    sample = scripted_sampler(tok, {p["problem"]: p for p in problems}, calls, cut={problems[0]["problem"]})
+    monkeypatch.setattr(rollout, "sample_groups", scripted_sampler(tok, {p["problem"]: p for p in problems}, calls,
+                                                                   cut={problems[0]["problem"]}))
     seen = []
     monkeypatch.setattr(ghpo, "policy_update", captured_update(seen))
     policy = types.SimpleNamespace(model=torch.nn.Linear(1, 1))
     end = [tok.token_to_id("<|im_end|>")]
     ghpo.method, ghpo.mask_truncated = "grpo", False
-    out = ghpo.train_step(policy, tok, problems, 0, end, None, "cpu", sample)
+    out = ghpo.train_step(policy, tok, problems, 0, end, None, "cpu")
     assert len(seen[-1][0]) == 20 and out.truncated == 4 and out.generated.completions == 20
     ghpo.mask_truncated = True
-    out = ghpo.train_step(policy, tok, problems, 0, end, None, "cpu", sample)
+    out = ghpo.train_step(policy, tok, problems, 0, end, None, "cpu")
     rows, adv = seen[-1]
     assert len(rows) == 16 == len(adv) and out.truncated == 4  # problem 0's four cut completions are out
     assert all(r.ids[:r.n_prompt] != ghpo.prompt_ids(tok, problems[0]) for r in rows)
     ghpo.method, ghpo.mask_truncated, ghpo.replay_size = "ghpo", False, 8  # hinted groups with a signal are kept
     buffer = []
-    ghpo.train_step(policy, tok, problems, 0, end, None, "cpu", sample, buffer)
+    ghpo.train_step(policy, tok, problems, 0, end, None, "cpu", buffer)
     assert buffer == []  # every GHPO group is all right or all wrong here: no signal to keep, nothing to replay
     buffer.append([1.0, dict(problem=problems[4], ratio=0.0, prompt=[5, 6], tokens=torch.tensor([[7, end[0]]] * 4),
                              mask=torch.ones(4, 2, dtype=torch.bool), acc=torch.tensor([1., 0, 0, 0]),
                              fmt=torch.zeros(4))])
-    out = ghpo.train_step(policy, tok, problems, 0, end, None, "cpu", sample, buffer)
+    out = ghpo.train_step(policy, tok, problems, 0, end, None, "cpu", buffer)
     rows, adv = seen[-1]
     assert out.replayed == 5 and all(r.ids == [5, 6, 7, end[0]] for r in rows)  # all five stood in for
     torch.testing.assert_close(adv, ghpo.group_advantages(torch.tensor([[1., 0, 0, 0]])).flatten().repeat(5))
