@@ -47,6 +47,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
+import numpy as np
+
 import ghpo
 import probes
 from configurator import UsageError, check_type, parse_value
@@ -450,7 +452,6 @@ def paired_bootstrap(a, b, resamples, seed):
     """a, b: (seeds, problems) per-problem results of two methods, paired by seed and problem. The mean difference
     a - b and its 95% percentile interval, resampling seeds and problems (crossed: one draw of problems for every
     seed) with replacement, from a generator with a fixed seed."""
-    import numpy as np
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)  # (S, N)
     rng = np.random.default_rng(seed)
     stats = [d[np.ix_(rng.integers(0, d.shape[0], d.shape[0]), rng.integers(0, d.shape[1], d.shape[1]))].mean()
