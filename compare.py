@@ -22,15 +22,32 @@ probes each base model once (<out_dir>/[b<base_seed>/]probes/; --probe_per_level
 every command that has that setting (hint_in_answer, eval_per_level, ... to both ghpo.py and the base's command).
 --jobs runs that many processes at once, each with --threads torch threads (default: cores / jobs); a base model is
 made alone, with every job's threads, before the runs that start from it.
+
+The map over several bases' comparisons (each folder one base, its runs <name>-s<seed>/), read from their compact
+form: --export writes it (per run metrics.jsonl and summary.json; the base's probes/probes.json and
+base/made.json), --report reads it (per base, method and seed:
+hard and easy accuracy after RL, hard accuracy at equal compute on each axis (generated tokens, + prompt tokens, train
+tokens, completions, sampling + update seconds; each run read at the smallest final compute among the base's runs,
+linear between its evaluations), compute to reach --reach hard accuracy; per pair A:B of --pairs the difference
+A - B with a 95% bootstrap interval paired over seeds and problems; then the map, --map=PNG its figure), --match
+applies the pilot rule for the compute-matched GRPO, G = round(G_grpo x GHPO's generated tokens / GRPO's):
+
+    python compare.py --export out/map/slip0.9 docs/hints_data/slip0.9
+    python compare.py --report docs/hints_data/slip0.6,docs/hints_data/slip0.9 [--pairs=ghpo:resample,ghpo:grpo_g*]
+                      [--reach=0.75] [--map=docs/hints_map.png] [--resamples=2000] [--boot_seed=0]
+    python compare.py --match out/map/slip0.9/ghpo-s0 out/map/slip0.9/grpo-s0
 """
 import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
+
+import numpy as np
 
 import checkpoint
 import ghpo
@@ -260,6 +277,8 @@ def split_args(argv):
 def main(argv):
     if "--help" in argv or "-h" in argv:
         return print(__doc__.strip())
+    if argv and argv[0].split("=")[0] in ("--report", "--export", "--match"):
+        return tool_main(argv)
     opts, passed = split_args(argv)
     methods, out_dir, jobs = opts["methods"], opts["out_dir"], opts["jobs"]
     threads = opts["threads"] or max(1, (os.cpu_count() or 1) // jobs)
@@ -355,6 +374,314 @@ def plot(runs, results, methods, out_dir):
             ax.legend(fontsize=7)
     fig.savefig(os.path.join(out_dir, "compare.png"), dpi=100, bbox_inches="tight")
     return True
+
+
+# -----------------------------------------------------------------------------
+# the map: several bases' comparisons, read from their compact committed form (export), at equal compute, paired
+
+
+# compute axes of the equal-compute reading: name -> a step line's cost on it (None: the line predates the key)
+AXES = {"tokens": lambda l: l.get("generated_tokens"),
+        "tokens+prompt": lambda l: l["generated_tokens"] + l["prompt_tokens"] if "prompt_tokens" in l else None,
+        "train_tokens": lambda l: l.get("train_tokens"), "completions": lambda l: l.get("generated_completions"),
+        "seconds": lambda l: l["sample_s"] + l["train_s"] if "sample_s" in l else None}
+MAP_OPTIONS = {"pairs": "ghpo:resample,ghpo:grpo_g*,ghpo:dapo",  # A:B, each A - B; a name ending in * is the one
+               # method of a base whose name starts so (the compute-matched GRPO's G differs from base to base)
+               "reach": "0.75",        # tokens to reach this hard accuracy (linear between evaluations; None: never)
+               "map": "",              # --report: the map figure's png ("": none)
+               "resamples": "2000", "boot_seed": "0"}  # the paired bootstrap: resamples and its fixed seed
+
+
+class Point(NamedTuple):
+    """An evaluation of a run: cumulative compute on each axis, hard and easy accuracy, per-problem results."""
+    x: dict                   # {axis: cumulative compute up to this evaluation (None: not logged)}
+    hard: float
+    easy: float
+    items: dict | None        # {"hard": [0/1 per problem], "easy": [...]}, hard and easy levels in order
+
+
+def split_items(items, cfg):
+    """{"hard": [...], "easy": [...]}: a summary's or eval line's per-split strings, levels in order (None: absent)."""
+    out = {}
+    for split, default in (("hard", ghpo.hard_levels), ("easy", ghpo.easy_levels)):
+        names = [f"L{lv}" for lv in cfg.get(f"{split}_levels", default)]
+        if not items or not all(n in items for n in names):
+            return None
+        out[split] = [int(c) for n in names for c in items[n]]
+    return out
+
+
+def read_run(folder):
+    """A run folder's (metrics.jsonl, summary.json) evaluations as Points: before RL (no compute), every evaluation
+    inside the run, after RL (its whole compute)."""
+    summary = json.load(open(os.path.join(folder, "summary.json")))
+    cfg = summary.get("config", {})
+    cum = {a: 0 for a in AXES}
+    points = [Point(dict(cum), summary["eval_before"]["hard"], summary["eval_before"]["easy"],
+                    split_items(summary.get("eval_before_items"), cfg))]
+    for line in map(json.loads, open(os.path.join(folder, "metrics.jsonl"))):
+        if "reward" in line:
+            for a, cost in AXES.items():
+                cum[a] = None if cum[a] is None or cost(line) is None else cum[a] + cost(line)
+        elif "eval" in line:
+            points.append(Point(dict(cum), line["eval"]["hard"], line["eval"]["easy"],
+                                split_items(line.get("eval_items"), cfg)))
+    points.append(Point(dict(cum), summary["eval_after"]["hard"], summary["eval_after"]["easy"],
+                        split_items(summary.get("eval_after_items"), cfg)))
+    return points
+
+
+def at_compute(points, axis, x):
+    """(hard accuracy, per-problem hard results) of a run at compute x on an axis, linear between its evaluations;
+    the results are fractions between two evaluations (None without them)."""
+    for a, b in zip(points, points[1:]):
+        if a.x[axis] <= x <= b.x[axis] and b.x[axis] > a.x[axis]:
+            w = (x - a.x[axis]) / (b.x[axis] - a.x[axis])
+            items = [(1 - w) * u + w * v for u, v in zip(a.items["hard"], b.items["hard"])] \
+                if a.items and b.items else None
+            return (1 - w) * a.hard + w * b.hard, items
+    raise ValueError(f"compute {x} is outside the run's {axis} curve")
+
+
+def reach_compute(points, axis, level):
+    """The compute on an axis at which the hard accuracy first reaches level (linear between evaluations); None
+    if it never does."""
+    if points[0].hard >= level:
+        return 0.0
+    for a, b in zip(points, points[1:]):
+        if a.hard < level <= b.hard:
+            return a.x[axis] + (level - a.hard) / (b.hard - a.hard) * (b.x[axis] - a.x[axis])
+    return None
+
+
+def paired_bootstrap(a, b, resamples, seed):
+    """a, b: (seeds, problems) per-problem results of two methods, paired by seed and problem. The mean difference
+    a - b and its 95% percentile interval, resampling seeds and problems (crossed: one draw of problems for every
+    seed) with replacement, from a generator with a fixed seed."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)  # (S, N)
+    rng = np.random.default_rng(seed)
+    stats = [d[np.ix_(rng.integers(0, d.shape[0], d.shape[0]), rng.integers(0, d.shape[1], d.shape[1]))].mean()
+             for _ in range(resamples)]
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return float(d.mean()), float(lo), float(hi)
+
+
+def base_runs(folder):
+    """{(method name, seed): Points} of a comparison folder's runs (<name>-s<seed>/ with a summary.json)."""
+    runs = {}
+    for name in sorted(os.listdir(folder)):
+        m = re.fullmatch(r"(.+)-s(\d+)", name)
+        if m and os.path.isfile(os.path.join(folder, name, "summary.json")):
+            runs[(m[1], int(m[2]))] = read_run(os.path.join(folder, name))
+    if not runs:
+        raise UsageError(f"{folder}: no run folders (<method>-s<seed>/summary.json)")
+    return runs
+
+
+def base_info(folder):
+    """The base's slip rate (its made.json) and reach probe (its probes.json), from base/made.json and
+    probes/probes.json (None where absent)."""
+    made, probed = os.path.join(folder, "base", "made.json"), os.path.join(folder, "probes", "probes.json")
+    slip = json.load(open(made))["settings"].get("base_slip_rate") if os.path.isfile(made) else None
+    probe = json.load(open(probed)) if os.path.isfile(probed) else {}
+    reach = probe.get("reach_probe", {})
+    hint = reach.get("hint", {}).get("pass", {})
+    return {"slip_rate": slip, "pass_k": reach.get("pass", {}).get("hard"),
+            "chain_k": reach.get("chain", {}).get("hard"), "hint_pass": hint.get("hard"), "k": reach.get("k")}
+
+
+def pick(name, methods):
+    """A pair's side among a base's methods: the name itself, or with a trailing * the one method it begins."""
+    found = [m for m in methods if (m.startswith(name[:-1]) if name.endswith("*") else m == name)]
+    return found[0] if len(found) == 1 else None
+
+
+def base_table(folder, opts):
+    """One base's numbers: per run (method, seed) hard and easy after RL, hard at equal compute on each axis (read
+    at the smallest final compute among its runs), compute to reach opts' hard accuracy; per pair the paired
+    differences with their bootstrap intervals."""
+    runs = base_runs(folder)
+    finals = {a: [p[-1].x[a] for p in runs.values()] for a in AXES}
+    equal = {a: min(xs) if None not in xs and min(xs) > 0 else None for a, xs in finals.items()}
+    rows = {}
+    for key, points in runs.items():
+        row = {"hard": points[-1].hard, "easy": points[-1].easy}
+        for a, x in equal.items():
+            row[f"hard@{a}"] = at_compute(points, a, x)[0] if x is not None else None
+            row[f"reach@{a}"] = reach_compute(points, a, float(opts["reach"])) if x is not None else None
+        rows[key] = row
+    methods = sorted({m for m, _ in runs})
+    pairs = {}
+    for pair in opts["pairs"].split(","):
+        a, b = (pick(n, methods) for n in pair.split(":"))
+        seeds = sorted({s for m, s in runs if m == a} & {s for m, s in runs if m == b}) if a and b else []
+        if not seeds:
+            continue
+        out = {}
+        for endpoint in ["hard", "easy"] + [f"hard@{x}" for x in AXES]:
+            def items(m, s):
+                points = runs[(m, s)]
+                if endpoint in ("hard", "easy"):
+                    return points[-1].items and points[-1].items[endpoint]
+                axis = endpoint.split("@")[1]
+                return at_compute(points, axis, equal[axis])[1] if equal[axis] is not None else None
+            ia, ib = [[items(m, s) for s in seeds] for m in (a, b)]
+            out[endpoint] = paired_bootstrap(ia, ib, int(opts["resamples"]), int(opts["boot_seed"])) \
+                if all(x is not None for x in ia + ib) else None
+        pairs[f"{a} - {b}"] = out | {"seeds": seeds, "pair": pair}
+    return {"folder": folder, "info": base_info(folder), "equal": equal, "reach": float(opts["reach"]), "rows": rows,
+            "pairs": pairs}
+
+
+def interval(v):
+    """A paired_bootstrap result in points: +d [lo, hi] ("-": none)."""
+    return "-" if v is None else f"{100 * v[0]:+.1f} [{100 * v[1]:+.1f}, {100 * v[2]:+.1f}]"
+
+
+def print_base(t):
+    """Print base_table's numbers: every run, each method's mean, and each pair's differences in points."""
+    f3 = lambda v: "-" if v is None else f"{v:.3f}"
+    info = t["info"]
+    print(f"base {t['folder']}: slip rate {info['slip_rate']}; before RL, hard levels: pass@{info['k']} "
+          f"{f3(info['pass_k'])}, whole chains {f3(info['chain_k'])}, pass@G with the largest hint "
+          f"{f3(info['hint_pass'])}")
+    print("  hard and easy accuracy after RL; hard at equal compute on each axis, read at the smallest final among "
+          "the runs (" + ", ".join(f"{a} {'-' if x is None else f'{x:,.0f}'}" for a, x in t["equal"].items())
+          + f"); compute to reach hard {t['reach']} (- never)")
+    cols = ["hard", "easy"] + [f"hard@{a}" for a in AXES] + ["reach@tokens", "reach@tokens+prompt"]
+    cell = lambda c, v: "-" if v is None else f"{v:.3f}" if c[:5] != "reach" else f"{v:,.0f}"
+    w = max([18] + [len(m) + 6 for m, _ in t["rows"]])
+    short = lambda c: c.replace("hard@", "@").replace("reach@", "to ").replace("tokens+prompt", "tok+prompt")
+    print(f"  {'run':>{w}}" + "".join(f"{short(c):>14}" for c in cols))
+    by_method = {}
+    for (m, s), row in sorted(t["rows"].items()):
+        by_method.setdefault(m, []).append(row)
+        print(f"  {f'{m}-s{s}':>{w}}" + "".join(f"{cell(c, row[c]):>14}" for c in cols))
+    for m, rows in by_method.items():
+        means = [None if None in xs else mean(xs) for xs in ([r[c] for r in rows] for c in cols)]
+        print(f"  {f'{m} mean':>{w}}" + "".join(f"{cell(c, v):>14}" for c, v in zip(cols, means)))
+    if t["pairs"]:
+        names = list(t["pairs"])
+        print("  differences in points, 95% paired bootstrap over seeds and problems (seeds "
+              + "; ".join(f"{n}: {t['pairs'][n]['seeds']}" for n in names) + ")")
+        print(f"  {'':>{w}}" + "".join(f"{n:>24}" for n in names))
+        for e in ["hard", "easy"] + [f"hard@{a}" for a in AXES]:
+            print(f"  {e:>{w}}" + "".join(f"{interval(t['pairs'][n][e]):>24}" for n in names))
+
+
+def map_report(folders, opts):
+    """--report: every base's table, then the map (GHPO's lead per pair against the base's slip rate)."""
+    tables = [base_table(f, opts) for f in folders]
+    for t in tables:
+        print_base(t)
+    print("the map: per pair, hard after RL | at equal generated tokens (points, 95% interval), by slip rate")
+    for t in sorted(tables, key=lambda t: (t["info"]["slip_rate"] is None, t["info"]["slip_rate"] or 0)):
+        for name, out in t["pairs"].items():
+            print(f"  slip {t['info']['slip_rate']} {name}: {interval(out['hard'])} | {interval(out['hard@tokens'])}")
+    if opts["map"]:
+        plot_map(tables, opts["map"])
+    return tables
+
+
+def plot_map(tables, path):
+    """The map figure: GHPO's lead per pair against the base's slip rate (after RL; at equal generated tokens), with
+    the 95% intervals, and the reach probes of each base beside it."""
+    try:
+        import matplotlib  # optional, as for compare.png
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no map (pip install matplotlib for one)")
+        return
+    tables = sorted((t for t in tables if t["info"]["slip_rate"] is not None), key=lambda t: t["info"]["slip_rate"])
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5))
+    pairs = sorted({p["pair"] for t in tables for p in t["pairs"].values()})
+    for ax, endpoint, title in ((axes[0], "hard", "lead on hard accuracy after RL"),
+                                (axes[1], "hard@tokens", "lead on hard accuracy at equal generated tokens")):
+        for k, pair in enumerate(pairs):
+            pts = [(t["info"]["slip_rate"], v[endpoint]) for t in tables for v in t["pairs"].values()
+                   if v["pair"] == pair and v[endpoint] is not None]
+            if pts:
+                x = [s + 0.006 * (k - (len(pairs) - 1) / 2) for s, _ in pts]
+                y = [100 * v[0] for _, v in pts]
+                err = [[100 * (v[0] - v[1]) for _, v in pts], [100 * (v[2] - v[0]) for _, v in pts]]
+                ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=pair.replace(":", " - "))
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set(title=title, xlabel="base slip rate (harder ->)", ylabel="points (95% paired bootstrap)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    for key, label in (("pass_k", "unhinted pass@k"), ("chain_k", "whole correct chain in k"),
+                       ("hint_pass", "pass@G with the largest hint")):
+        pts = [(t["info"]["slip_rate"], t["info"][key]) for t in tables if t["info"][key] is not None]
+        if pts:
+            axes[2].plot(*zip(*pts), marker="o", label=label)
+    axes[2].set(title="the base before RL, hard levels (probes.py)", xlabel="base slip rate", ylabel="fraction")
+    if axes[2].get_legend_handles_labels()[0]:
+        axes[2].legend(fontsize=8)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    print(f"map: {path}")
+
+
+def export(src, dst):
+    """A finished comparison folder in compact form: per run metrics.jsonl and summary.json (no weights, checkpoints or
+    logs; the config a summary holds is a few kB), and the base's probes.json and made.json (from the runs' init_from),
+    in the same layout, which --report reads."""
+    n, made = 0, None
+    for name in sorted(os.listdir(src)):
+        run_dir = os.path.join(src, name)
+        if not os.path.isfile(os.path.join(run_dir, "summary.json")):
+            continue
+        os.makedirs(os.path.join(dst, name), exist_ok=True)
+        for f in ("metrics.jsonl", "summary.json"):
+            shutil.copyfile(os.path.join(run_dir, f), os.path.join(dst, name, f))
+        cfg = json.load(open(os.path.join(run_dir, "summary.json"))).get("config", {})
+        made = made or os.path.join(cfg.get("init_from", ghpo.init_from), "made.json")  # one base per folder
+        n += 1
+    if not n:
+        raise UsageError(f"{src}: no run folders with a summary.json to export")
+    for source, where in ((os.path.join(src, "probes", "probes.json"), "probes"), (made, "base")):
+        if os.path.isfile(source):
+            os.makedirs(os.path.join(dst, where), exist_ok=True)
+            shutil.copyfile(source, os.path.join(dst, where, os.path.basename(source)))
+    print(f"exported {n} runs of {src} -> {dst}")
+
+
+def matched_group_size(ghpo_run, grpo_run):
+    """The pilot rule for the compute-matched GRPO: G = round(G_grpo x GHPO's generated tokens / GRPO's), from a
+    pilot pair of runs (their metrics.jsonl and summary.json)."""
+    tokens = [sum(json.loads(l).get("generated_tokens", 0) for l in open(os.path.join(r, "metrics.jsonl")))
+              for r in (ghpo_run, grpo_run)]
+    G = json.load(open(os.path.join(grpo_run, "summary.json"))).get("config", {}).get("group_size", ghpo.group_size)
+    matched = round(G * tokens[0] / tokens[1])
+    print(f"G_matched = round({G} x {tokens[0]:,} / {tokens[1]:,}) = round({G * tokens[0] / tokens[1]:.3f}) = "
+          f"{matched}")
+    return matched
+
+
+def tool_main(argv):
+    """compare.py --report DIR1,DIR2,... [--pairs=A:B,...] [--reach=0.75] [--map=map.png] | --export SRC DST |
+    --match GHPO_RUN GRPO_RUN."""
+    cmd, *rest = argv[0].split("=", 1) + argv[1:]
+    opts, positional = dict(MAP_OPTIONS), []
+    for arg in rest:
+        key = arg[2:].split("=", 1)[0] if arg.startswith("--") else None
+        if key is None:
+            positional.append(arg)
+        elif key in opts and "=" in arg:
+            opts[key] = arg.split("=", 1)[1]
+        else:
+            raise UsageError(f"{cmd}: cannot read argument {arg!r} (options: {', '.join(MAP_OPTIONS)})")
+    want = {"--report": 1, "--export": 2, "--match": 2}[cmd]
+    if len(positional) != want:
+        raise UsageError(f"{cmd} takes {want} argument(s), got {positional}")
+    for p in positional[0].split(",") if cmd == "--report" else positional[:1 if cmd == "--export" else 2]:
+        if not os.path.isdir(p):
+            raise UsageError(f"{cmd}: no folder {p!r}")
+    if cmd == "--report":
+        return map_report(positional[0].split(","), opts)
+    if cmd == "--export":
+        return export(*positional)
+    return matched_group_size(*positional)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import torch
 import prompts
 import rollout
 from data.datasets import PAPER_BENCHMARKS
-from distributed import all_sum, rank_world
+from distributed import all_gather, all_sum, rank_world
 from verify import grade
 
 
@@ -49,10 +49,11 @@ def completions(model, tok, prompt_list, stop_ids, es, samples=1, n_new=None):
     return texts
 
 
-def evaluate(model, tok, eval_sets, stop_ids, es, ratio=0.0, progress=True):
+def evaluate(model, tok, eval_sets, stop_ids, es, ratio=0.0, progress=True, items=None):
     """Accuracy per split without hints (ratio 0): greedy, except aime24 (the mean of es.aime_samples samples), plus
     the `mean` over the benchmarks or the `easy`/`hard` aggregates. Ranks evaluate every world-th problem, counts
-    summed. With progress, rank 0 prints each split's accuracy as it finishes, on one line."""
+    summed. With progress, rank 0 prints each split's accuracy as it finishes, on one line. items, a dict, gets each
+    greedy split's per-problem results, {split: "0110..."} (1: right), in the split's order (for paired comparisons)."""
     model.eval()
     rank, world = rank_world()
     show, t0, acc = progress and rank == 0 and eval_sets, time.time(), {}
@@ -62,8 +63,12 @@ def evaluate(model, tok, eval_sets, stop_ids, es, ratio=0.0, progress=True):
         mine, k = problems[rank::world], es.aime_samples if name == "aime24" else 1
         texts = completions(model, tok, [prompt_ids(tok, p, es.prompt, ratio) for p in mine], stop_ids, es,
                             samples=k)
-        right, n = all_sum(sum(grade(t, p) for t, p in zip(texts, [p for p in mine for _ in range(k)])), len(texts))
+        graded = [grade(t, p) for t, p in zip(texts, [p for p in mine for _ in range(k)])]
+        right, n = all_sum(sum(graded), len(texts))
         acc[name] = right / max(n, 1)
+        if items is not None and k == 1:  # rank r holds problems r, r + world, ...: interleaved back in order
+            mark = all_gather("".join(str(int(g)) for g in graded))
+            items[name] = "".join(mark[i % world][i // world] for i in range(len(problems)))
         if show:
             print(f" {name} {acc[name]:.3f}", end="", flush=True)
     names = [n for n in es.benchmarks if n in eval_sets]

@@ -12,7 +12,8 @@ One RL step (train_step, called by main()'s loop):
      cosine learning rate with warm-up and grad-norm clipping
 The "hybrid": a hinted group learns to continue a worked solution (guided imitation), the others explore, and both go
 through the one clipped objective in the same batch. At evaluation there are no hints. `method` switches to the
-paper's baselines: grpo, grpo_cl, grpo_cl_hint, dapo, and to resample, GHPO's extra sampling without the hint. The
+paper's baselines: grpo, grpo_cl, grpo_cl_hint, dapo (DAPO's dynamic sampling, refilling the step) and dapo_drop (its
+groups without a signal dropped, none refilled), and to resample, GHPO's extra sampling without the hint. The
 relatives that came after it are settings, off by default, in a section of their own below.
 Around this file: prompts.py writes prompts and hints, configurator.py reads the settings, evaluate.py evaluates,
 logbook.py records each step, checkpoint.py writes and resumes checkpoints (and guards out_dir), distributed.py joins
@@ -63,8 +64,10 @@ from verify import grade
 # run
 out_dir = "out/ghpo"          # metrics.jsonl, summary.json, model/ and checkpoints go here (one run per folder)
 seed = 0                      # RL seed (problem order, sampling); the base model was made with its own seed
-method = "ghpo"               # ghpo | grpo | grpo_cl (curriculum) | grpo_cl_hint (curriculum + fixed hint) | dapo |
-                              # resample (GHPO's stages without the hint: all-wrong groups sampled again, unhinted)
+method = "ghpo"               # ghpo | grpo | grpo_cl (curriculum) | grpo_cl_hint (curriculum + fixed hint) |
+                              # resample (GHPO's stages without the hint: all-wrong groups sampled again, unhinted) |
+                              # dapo (new problems sampled until the step holds prompts_per_step groups with a signal) |
+                              # dapo_drop (groups without a signal dropped from the loss, none sampled in their place)
 device = "cpu"                # cpu | cuda
 dtype = "float32"             # float32 | bfloat16 (parameters and activations; AdamW then updates float32 master
                               # copies and rounds them back: a bfloat16 weight alone rounds an lr-1e-6 step away)
@@ -122,6 +125,8 @@ replay_size = 0               # groups with a signal kept to stand in for zero-v
                               # GRPOWithReplayBuffer; its default 64); 0: off
 mask_truncated = False        # completions cut at max_new_tokens get no loss (DAPO's overlong filtering; TRL's
                               # mask_truncated_completions)
+dapo_max_rounds = 4           # dapo: at most this many sampling rounds of prompts_per_step problems a step (DAPO, arXiv
+                              # 2503.14476; verl's max_num_gen_batches); 4 = GHPO's own most (a round + 3 hint stages)
 # optimisation
 rl_steps = 60                 # RL steps
 prompts_per_step = 16         # B problems per step
@@ -148,7 +153,7 @@ config_keys = [k for k, v in globals().items() if k.islower() and not k.startswi
 # -----------------------------------------------------------------------------
 
 
-METHODS = ("ghpo", "grpo", "grpo_cl", "grpo_cl_hint", "dapo", "resample")
+METHODS = ("ghpo", "grpo", "grpo_cl", "grpo_cl_hint", "dapo", "dapo_drop", "resample")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 ROOT = os.path.dirname(os.path.abspath(__file__))
 GPQA_DEFAULT = "data/gpqa_diamond.csv"
@@ -255,6 +260,15 @@ class Generated(NamedTuple):
     """What a step sampled in all: every completion, all-wrong groups' regenerations included (the compute it spent)."""
     completions: int
     tokens: int               # completion tokens, each up to and including its stop token
+    prompt_tokens: int = 0    # prompt tokens prefilled: each sampled group's prompt once (rollout.py), hints included
+    hint_tokens: int = 0      # of which the hints add (a hinted prompt's length minus its unhinted prompt's)
+
+
+def spent(groups, tok):
+    """What sampling these groups cost (Generated)."""
+    hint = lambda g: len(g["prompt"]) - len(prompt_ids(tok, g["problem"])) if g["ratio"] else 0
+    return Generated(sum(len(g["tokens"]) for g in groups), sum(int(g["mask"].sum()) for g in groups),
+                     sum(len(g["prompt"]) for g in groups), sum(hint(g) for g in groups))
 
 
 def rollout_with_hints(model, tok, problems, step, stop_ids, generator):
@@ -278,7 +292,28 @@ def rollout_with_hints(model, tok, problems, step, stop_ids, generator):
             for i, g in zip(hard, regen):
                 groups[i], stage[i] = g, s
             sampled += regen
-    return groups, stage, Generated(sum(len(g["tokens"]) for g in sampled), sum(int(g["mask"].sum()) for g in sampled))
+    return groups, stage, spent(sampled, tok)
+
+
+def refill(model, tok, groups, stop_ids, generator, more):
+    """DAPO's dynamic sampling (Yu et al., arXiv 2503.14476; verl's max_num_gen_batches): while fewer of the groups
+    sampled have a signal (accuracy rewards that differ) than the step's share has problems, and fewer than
+    dapo_max_rounds rounds have run, sample the groups of more(r), round r's new problems (no hint). Returns the groups
+    of the rounds after the first and what they cost (Generated)."""
+    extra = []
+    for r in range(1, dapo_max_rounds):
+        if len(trained_groups(torch.stack([g["acc"] for g in groups + extra]))) >= len(groups):
+            break
+        problems = more(r)
+        extra += sample_and_score(model, tok, problems, [0.0] * len(problems), stop_ids, generator)
+    return extra, spent(extra, tok)
+
+
+def refill_batch(order, step, r):
+    """The r-th (r >= 1) refill batch of a step for dapo: prompts_per_step problems of the problem order past the
+    rl_steps batches the run visits, at a place of its own for each (step, round), so a resumed run draws the same."""
+    at = (rl_steps + step * (dapo_max_rounds - 1) + r - 1) * prompts_per_step
+    return [order[(at + i) % len(order)] for i in range(prompts_per_step)]
 
 
 def problem_order(train):
@@ -294,9 +329,9 @@ def problem_order(train):
 
 
 def trained_groups(acc):
-    """Indices of the groups that enter the loss: all of them, or for dapo (dynamic sampling) only groups with a
-    learning signal, dropping all-wrong and all-right groups instead of hinting them. acc: (P, G)."""
-    if method == "dapo":
+    """Indices of the groups that enter the loss: all of them, or for dapo and dapo_drop (dynamic sampling) only groups
+    with a learning signal, dropping all-wrong and all-right groups instead of hinting them. acc: (P, G)."""
+    if method in ("dapo", "dapo_drop"):
         return [i for i in range(len(acc)) if 0 < acc[i].sum() < acc.shape[1]]
     return list(range(len(acc)))
 
@@ -465,6 +500,10 @@ class StepOutcome:
     generated: Generated      # everything sampled, regenerations included
     truncated: int            # completions of the final groups cut by the length limit
     replayed: int             # groups the update took from the replay buffer instead (replay_size)
+    trained: int = 0          # groups the update trained on
+    train_tokens: int = 0     # prompt + completion tokens of the rows through forward and backward, every ppo epoch
+    sample_s: float = 0.0     # seconds sampling and scoring (hint stages and dapo's refills included)
+    train_s: float = 0.0      # seconds from the rewards to the updated model (advantages, packing, the update)
 
 
 def sampling_model(model):
@@ -475,18 +514,25 @@ def sampling_model(model):
     return Qwen2.from_state_dict(model.config, full_state(model, DTYPES[dtype])).eval()
 
 
-def train_step(policy, tok, problems, step, stop_ids, generator, dev, replay=None):
+def train_step(policy, tok, problems, step, stop_ids, generator, dev, replay=None, more=None):
     """One step on this rank's problems: steps 1-3 (rollout_with_hints), 4 (group_advantages) and 5 (policy_update).
-    replay: the replay buffer (replay_groups), kept by the caller from step to step."""
+    replay: the replay buffer (replay_groups), kept by the caller from step to step. more: for dapo, round r's new
+    problems (this rank's share of refill_batch); the step trains on the first len(problems) groups with a signal."""
+    t0 = time.time()
     policy.model.eval()
-    groups, stage, generated = rollout_with_hints(sampling_model(policy.model), tok, problems, step, stop_ids,
-                                                  generator)
+    sampler = sampling_model(policy.model)
+    groups, stage, generated = rollout_with_hints(sampler, tok, problems, step, stop_ids, generator)
+    extra, refilled = refill(sampler, tok, groups, stop_ids, generator, more) if method == "dapo" and more \
+        else ([], Generated(0, 0))
+    del sampler  # under FSDP2 a gathered copy of the weights: freed before the update, as before
+    t1 = time.time()
     acc = torch.stack([g["acc"] for g in groups])  # (P, G)
     rewards = group_rewards(groups)  # (P, G)
     trained, replayed = replay_groups(groups, rewards, group_advantages(rewards), replay, step, seed,
                                        replay_size) if replay_size else (groups, 0)
+    trained = trained + extra  # dapo's refills: after the step's own groups
     adv = group_advantages(group_rewards(trained))  # (P, G)
-    keep = trained_groups(torch.stack([g["acc"] for g in trained]))
+    keep = trained_groups(torch.stack([g["acc"] for g in trained]))[:len(problems)]
     rows = pack_rows([trained[i] for i in keep], tok)
     row_adv = adv[keep].flatten().to(dev) if keep else None  # (rows,)
     if mask_truncated and keep:  # overlong filtering: a completion cut by the length limit gets no loss
@@ -496,8 +542,9 @@ def train_step(policy, tok, problems, step, stop_ids, generator, dev, replay=Non
     n_rows = all_sum(len(rows))[0]  # every rank takes part in the update when any rank has rows
     grad_norm, stats, updated = policy_update(policy, rows, row_adv, dev) if n_rows else (0.0, [], False)
     return StepOutcome(acc.tolist(), rewards.tolist(), stage, sum(int(g["mask"].sum()) for g in groups), stats,
-                       grad_norm, bool(n_rows) and not updated, generated,
-                       sum(int(truncated(g, stop_ids).sum()) for g in groups), replayed)
+                       grad_norm, bool(n_rows) and not updated, Generated(*map(sum, zip(generated, refilled))),
+                       sum(int(truncated(g, stop_ids).sum()) for g in groups), replayed, len(keep),
+                       ppo_epochs * sum(len(r.ids) for r in rows), t1 - t0, time.time() - t1)
 
 
 def hint_column(record, step):
@@ -647,8 +694,10 @@ def main(argv):
         return finish(summary, t_start)
 
     # before RL: the starting model's accuracy (a resumed run has it in its checkpoint)
+    items = {}  # per-problem results before RL
     summary |= state["summary"] if state else {"eval_before": evaluate(sampling_model(model), tok, eval_sets, stop_ids,
-                                                                       es)}
+                                                                       es, items=items),
+                                               "eval_before_items": items}
     columns = [c for c in columns if c in summary["eval_before"]]
     print_table(table_title("eval before RL", eval_sets, es), {"base": summary["eval_before"]}, columns)
     if rank == 0 and task == "arith":  # a demo base with a made.json: is it the recorded model, taught these prompts?
@@ -681,7 +730,8 @@ def main(argv):
             group["lr"] = learning_rate(step)
         batch = [order[(step * prompts_per_step + i) % len(order)] for i in range(prompts_per_step)]
         problems = batch[rank * per_rank:(rank + 1) * per_rank]  # this rank's slice: whole groups on one rank
-        outcome = train_step(policy, tok, problems, step, stop_ids, generator, dev, replay)
+        more = lambda r: refill_batch(order, step, r)[rank * per_rank:(rank + 1) * per_rank]  # dapo's new problems
+        outcome = train_step(policy, tok, problems, step, stop_ids, generator, dev, replay, more)
         skipped_updates += outcome.skipped
         record = step_record(step, all_gather(outcome), [p["level"] for p in batch], time.time() - t0,
                              skipped_updates, policy.optimizer.param_groups[0]["lr"], hint_ratios, hard_levels,
@@ -690,15 +740,16 @@ def main(argv):
             log_line(record, metrics_file, wandb)
             print_step(record, rl_steps, hint_column(record, step))
         if eval_interval and (step + 1) % eval_interval == 0 and step + 1 < rl_steps:
-            mid = evaluate(sampling_model(model), tok, eval_sets, stop_ids, es)  # prints its line
+            mid = evaluate(sampling_model(model), tok, eval_sets, stop_ids, es, items=(items := {}))  # prints its line
             if rank == 0:
-                log_line({"step": step, "eval": mid}, metrics_file, wandb)
+                log_line({"step": step, "eval": mid, "eval_items": items}, metrics_file, wandb)
         if ckpt_interval and (step + 1) % ckpt_interval == 0:
             save(step + 1, sampling_model(model) if fsdp else None)
 
     final = sampling_model(model)
     save(rl_steps, final if fsdp else None)  # a resumed finished run only evaluates
-    summary["eval_after"] = evaluate(final, tok, eval_sets, stop_ids, es)
+    summary["eval_after"] = evaluate(final, tok, eval_sets, stop_ids, es,
+                                     items=summary.setdefault("eval_after_items", {}))
     print_table(table_title("eval", eval_sets, es), {"before": summary["eval_before"],
                                                      "after": summary["eval_after"]}, columns)
     if rank == 0:

@@ -25,7 +25,13 @@ def step_record(step, outcomes, levels, seconds, skipped_updates, lr_now, hint_r
         "generated_tokens": sum(o.generated.tokens for o in outcomes),
         "truncated": sum(o.truncated for o in outcomes) / acc.numel(),  # final completions cut by the length limit
     } | ({"replayed": sum(o.replayed for o in outcomes) / len(acc)} if replay_on else {}) \
-        | mechanism(acc, stage, levels, hard_levels) | mean_stats(stats)
+        | mechanism(acc, stage, levels, hard_levels) | mean_stats(stats) | {
+        # what the hint costs beside the completions: prompt tokens prefilled (hints included), the tokens the update
+        # trained on, and the step's seconds split between sampling and the update (the slowest rank's)
+        "prompt_tokens": sum(o.generated.prompt_tokens for o in outcomes),
+        "hint_tokens": sum(o.generated.hint_tokens for o in outcomes),
+        "train_tokens": sum(o.train_tokens for o in outcomes), "trained_groups": sum(o.trained for o in outcomes),
+        "sample_s": max(o.sample_s for o in outcomes), "train_s": max(o.train_s for o in outcomes)}
 
 
 def mechanism(acc, stage, levels, hard_levels):

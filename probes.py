@@ -7,9 +7,12 @@ Diagnostics of a model on the demo task before any RL: does GHPO have anything t
     hint probe   greedy accuracy per level with a hint of each ratio
     pass probe   pass@G per level with a hint of each ratio: is any of G samples, drawn as RL draws them, correct?
     step probe   accuracy of solution step k given the correct steps before it
+    reach probe  on the hard levels: unhinted pass@pass_k (what resampling can reach: 4 x 8 draws), how many of those
+                 hits are whole correct chains (every step line right) rather than a right answer reached by luck,
+                 and pass@G with the largest hint (read from the pass probe): which regime a base is in
 
-It takes ghpo.py's settings (and probe_per_level below) and uses ghpo.py's own prompts, sampling and evaluation, so a
-probe sees exactly what RL will. Prints three tables and writes them to <out_dir>/probes.json.
+It takes ghpo.py's settings (and the two below) and uses ghpo.py's own prompts, sampling and evaluation, so a probe
+sees exactly what RL will. Prints four tables and writes them to <out_dir>/probes.json.
 """
 import os
 import sys
@@ -19,13 +22,15 @@ import torch
 import checkpoint
 import configurator
 import ghpo
+import prompts
 from configurator import UsageError
 from evaluate import completions, evaluate, print_table, split_means, table_columns
 from model import stop_token_ids
 
 # -----------------------------------------------------------------------------
 probe_per_level = 50          # problems per level for each probe (the first ones of each evaluation level)
-config_keys = ["probe_per_level"]
+pass_k = 32                   # reach probe: unhinted samples per hard problem (32: GHPO's 4 rounds of G=8 draws)
+config_keys = ["probe_per_level", "pass_k"]
 # -----------------------------------------------------------------------------
 
 
@@ -74,9 +79,42 @@ def step_probe(model, tok, sets, stop_ids):
     return table
 
 
+def whole_chain(text, problem):
+    """Whether a completion writes every step line of the problem's worked solution right (data/arith.py's format),
+    not only its final answer: a two-digit answer is one of 100, so a few dozen draws hit it by luck often."""
+    steps = prompts.step_lines(problem["solution"])
+    return [line.strip() for line in text.strip().split("\n")[:len(steps)]] == steps
+
+
+@torch.no_grad()
+def reach_probe(model, tok, sets, stop_ids):
+    """On the hard levels, pass_k unhinted samples per problem drawn as RL draws them: pass@pass_k (a right answer
+    among them), chain@pass_k (a whole correct chain among them), and the fractions of samples that are right and
+    that are whole correct chains; plus the hint's pass@G (the pass probe's, at the largest hint ratio)."""
+    generator = torch.Generator(device=model.lm_head.weight.device).manual_seed(ghpo.seed)
+    hard = {k: v for k, v in sets.items() if k[1:].isdigit() and int(k[1:]) in ghpo.hard_levels}
+    out = {"k": pass_k, "pass": {}, "chain": {}, "right_samples": {}, "chain_samples": {}}
+    G = ghpo.group_size
+    try:
+        ghpo.group_size = pass_k  # sample_and_score draws group_size samples a problem
+        for name, probed in hard.items():
+            groups = ghpo.sample_and_score(model, tok, probed, [0.0] * len(probed), stop_ids, generator)
+            chains = [[bool(a) and whole_chain(t, g["problem"]) for a, t in zip(g["acc"], g["texts"])] for g in groups]
+            n = max(len(groups), 1)
+            out["pass"][name] = sum(bool(g["acc"].sum()) for g in groups) / n
+            out["chain"][name] = sum(any(c) for c in chains) / n
+            out["right_samples"][name] = sum(float(g["acc"].sum()) for g in groups) / (n * pass_k)
+            out["chain_samples"][name] = sum(sum(c) for c in chains) / (n * pass_k)
+    finally:
+        ghpo.group_size = G
+    for k in ("pass", "chain", "right_samples", "chain_samples"):
+        split_means(out[k], hard, ghpo.eval_settings())
+    return out
+
+
 def run_probes(model, tok, eval_sets, stop_ids):
-    """The three probes on the first probe_per_level problems of each evaluation level, printed as tables; returns
-    {"hint_probe": ..., "pass_probe": ..., "step_probe": ...}."""
+    """The four probes on the first probe_per_level problems of each evaluation level, printed as tables; returns
+    {"hint_probe": ..., "pass_probe": ..., "step_probe": ..., "reach_probe": ...}."""
     sets = {k: v[:probe_per_level] for k, v in eval_sets.items()}
     columns = [c for c in table_columns(sets) if c in sets or c in ("easy", "hard")]
     out = {"hint_probe": hint_probe(model, tok, sets, stop_ids)}
@@ -87,6 +125,13 @@ def run_probes(model, tok, eval_sets, stop_ids):
     out["step_probe"] = step_probe(model, tok, sets, stop_ids)
     steps = sorted({k for v in out["step_probe"].values() for k in v}, key=int)
     print_table("step probe: accuracy of step k given the correct steps before it", out["step_probe"], steps)
+    reach = out["reach_probe"] = reach_probe(model, tok, sets, stop_ids)
+    top = str(max(ghpo.hint_ratios, default=0.0))
+    reach["hint"] = {"ratio": float(top), "G": ghpo.group_size, "pass": out["pass_probe"].get(top, {})}
+    print_table(f"reach probe: hard levels, {pass_k} unhinted samples (temperature {ghpo.temperature})",
+                {f"pass@{pass_k}": reach["pass"], f"chain@{pass_k}": reach["chain"],
+                 "right samples": reach["right_samples"], "chain samples": reach["chain_samples"],
+                 f"pass@{ghpo.group_size} hint {top}": reach["hint"]["pass"]}, list(reach["pass"]))
     return out
 
 

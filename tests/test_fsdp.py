@@ -37,12 +37,14 @@ def torchrun(tmp_path, args, scripted, wait=True):
     return proc
 
 
-@pytest.mark.parametrize("method", ["ghpo", "dapo"])
+@pytest.mark.parametrize("method", ["ghpo", "dapo_drop"])
 def test_fsdp_two_ranks_equal_one_process_and_load_in_transformers(tiny, tmp_path, monkeypatch, method):
     monkeypatch.setenv("GHPO_TEST_TOKENIZER", tiny["folder"])
+    # dapo_drop, not the refilling dapo: a refill draws each rank's share of new problems, so two ranks need not keep
+    # the groups one process keeps
     extra = ("--dtype=float32", "--benchmarks=('math500',)", "--bench_limit=3", "--rl_steps=3", "--lr=1e-3",
              "--micro_batch=3", "--group_size=4", f"--method={method}")
-    if method == "dapo":  # drops groups, so the ranks may train on unequal numbers of rows (unchecked); and the
+    if method == "dapo_drop":  # drops groups, so the ranks may train on unequal numbers of rows (unchecked); and the
         extra += ("--ppo_epochs=2", "--kl_coef=0.05")  # old and reference log-probs, from a sharded reference model
     two = tmp_path / "two"
     proc = torchrun(tmp_path, real_args(tiny, two, "--fsdp=True", *extra), scripted=True)
@@ -84,6 +86,8 @@ def paper_args(tiny, out, *extra):
 
 
 def test_fsdp_resume_after_kill_equals_uninterrupted_run(tiny, tmp_path):
+    # dapo_drop, not the refilling dapo: a refill draws each rank's share of new problems, so two ranks need not keep
+    # the groups one process keeps
     extra = ("--dtype=float32", "--benchmarks=()", "--rl_steps=4", "--ckpt_interval=2", "--lr=1e-3", "--seed=1",
              "--max_new_tokens=8")
     full = tmp_path / "full"

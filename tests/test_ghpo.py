@@ -520,6 +520,9 @@ def test_tiny_end_to_end_run_and_probes(tiny_base, tmp_path):
     assert set(table["hint_probe"]) == set(table["pass_probe"]) == {"0.0", "0.25", "0.5", "0.75"}
     assert all(0.0 <= v <= 1.0 for w in table["pass_probe"] for v in table["pass_probe"][w].values())
     assert set(table["step_probe"]["L7"]) == {str(k) for k in range(1, 9)}  # 7 step lines and the answer line
+    reach = table["reach_probe"]  # the hard level only, pass_k samples; chains are hits, hits are samples
+    assert set(reach["pass"]) == {"L7", "hard"} and reach["k"] == 32 and reach["hint"]["ratio"] == 0.75
+    assert reach["chain"]["L7"] <= reach["pass"]["L7"] and reach["chain_samples"]["L7"] <= reach["right_samples"]["L7"]
 
 
 def test_resume_without_an_intact_checkpoint_is_one_line(tiny_base, tmp_path, capsys):

@@ -25,7 +25,7 @@ from test_gpqa import ROWS as GPQA_ROWS, write_csv
 from model import Qwen2, Qwen2Config, load_tokenizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMING = ("tokens_per_s", "step_s")
+TIMING = ("tokens_per_s", "step_s", "sample_s", "train_s")
 
 
 pytestmark = pytest.mark.usefixtures("restore_ghpo_config")
