@@ -415,9 +415,15 @@ def learning_rate(step):
 def make_policy(model, ref=None):
     """AdamW over the model's float32 weights. Parameters below float32 (a bfloat16 run without FSDP2) get float32
     master copies, which AdamW updates and policy_update copies back rounded: a bfloat16 weight alone would round an
-    lr-1e-6 step away. FSDP2's shards are float32 already: they are the master weights."""
+    lr-1e-6 step away. Their gradients accumulate in float32 too: each backward's goes into the master's and is freed
+    (accumulate_fp32), so micro-batches are summed in float32. FSDP2's shards are float32 already: they are the master
+    weights."""
     params = list(model.parameters())
     master = None if params[0].dtype == torch.float32 else [p.detach().float().requires_grad_() for p in params]
+    for h in getattr(model, "master_hooks", ()):  # a model's latest policy is the one its backward feeds
+        h.remove()
+    model.master_hooks = [p.register_post_accumulate_grad_hook(lambda p, m=m: accumulate_fp32(p, m))
+                          for m, p in zip(master or (), params)]  # each backward's bfloat16 gradient, into float32
     optimizer = torch.optim.AdamW(master or params, lr=lr, betas=(beta1, beta2), eps=1e-8, weight_decay=weight_decay)
     return Policy(model, optimizer, master, ref)
 
@@ -460,11 +466,7 @@ def policy_update(policy, rows, advantages, dev):
             if mask.any():  # even_rows' padding alone has no statistics
                 stats.append({k: float(v) for k, v in st.items()} | {"loss": loss.item()}
                              | ({"hint_nll": hint_nll} if hint_loss_coef else {}))
-        sync_grads(model)
-        if master is not None:  # AdamW steps the float32 master weights, from the model's gradients (each freed once
-            for m, p in zip(master, model.parameters()):  # copied: the two sets are never held whole together)
-                m.grad = None if p.grad is None else p.grad.float()
-                p.grad = None
+        sync_grads(model, master)
         grad_norm = torch.nn.utils.clip_grad_norm_(master or list(model.parameters()), grad_clip)  # pre-clip norm
         if not torch.isfinite(grad_norm):
             optimizer.zero_grad(set_to_none=True)  # skip a non-finite update (loss or gradients), counted by the caller
@@ -478,6 +480,14 @@ def policy_update(policy, rows, advantages, dev):
         optimizer.zero_grad(set_to_none=True)  # free the gradients before the next rollout needs the memory
         model.zero_grad(set_to_none=True)
     return float(grad_norm), stats, True
+
+
+def accumulate_fp32(p, m):
+    """Add a bfloat16 parameter's gradient of one micro-batch (its whole backward: a tied weight's two uses are summed
+    by then) into its float32 master's and free it: the sum over micro-batches is in float32, and at most one
+    parameter's bfloat16 gradient exists at a time."""
+    m.grad = p.grad.float() if m.grad is None else m.grad.add_(p.grad)
+    p.grad = None
 
 # -----------------------------------------------------------------------------
 # one step
