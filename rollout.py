@@ -12,6 +12,7 @@ to the front of the same cache, in place. Whether all rows finished is asked eve
 host syncs of the loop.
 """
 import math
+import weakref
 from typing import NamedTuple
 
 import torch
@@ -93,10 +94,11 @@ class DecodePlan(NamedTuple):
                          # (one host sync per step, free on a CPU)
     check_every: int     # tokens between the host's "have all rows finished?" checks (and compactions)
     row_multiple: int    # a compacted batch keeps a multiple of this many rows (fewer shapes to capture)
+    prefill_tokens: int  # prompt tokens one prefill forward feeds at most (0: every prompt of a call in one)
 
 
-CPU_PLAN = DecodePlan(cuda_graphs=False, span_bucket=0, check_every=1, row_multiple=1)
-CUDA_PLAN = DecodePlan(cuda_graphs=True, span_bucket=256, check_every=16, row_multiple=8)
+CPU_PLAN = DecodePlan(cuda_graphs=False, span_bucket=0, check_every=1, row_multiple=1, prefill_tokens=0)
+CUDA_PLAN = DecodePlan(cuda_graphs=True, span_bucket=256, check_every=16, row_multiple=8, prefill_tokens=8192)
 
 
 def plan_for(device):
@@ -139,6 +141,40 @@ class Rows(NamedTuple):
     token: torch.Tensor   # (N+1,) long: the row's last sampled token, fed by the next step
 
 
+class Engine:
+    """What sampling keeps for one model across calls, for the whole run: the KV cache (rows x cache_len slots), the
+    decode step's per-row state and uniforms, and the CUDA graphs captured on them, one per (batch rows, span,
+    sampling settings) and replayed by every later call. A graph reads the model's weights where they are, so an
+    update in place keeps it valid; a new model object (FSDP2's gathered copy) gets an engine of its own."""
+
+    def __init__(self, model, rows, cache_len, captures=0):
+        self.k, self.v = model.new_kv_cache(rows, cache_len)  # (L, rows, Hkv, cache_len, D) each
+        new = lambda dtype: torch.zeros(rows + 1, dtype=dtype, device=self.k.device)  # (rows+1,): a scratch row
+        self.state = Rows(out=new(torch.long), pos=new(torch.long), budget=new(torch.long), alive=new(torch.bool),
+                          token=new(torch.long))
+        self.uniforms = new(torch.float32)  # one per output row and step, drawn outside the graph
+        self.rows, self.cache_len = rows, cache_len
+        self.graphs, self.pool = {}, None  # (b, span, temperature, top_k, top_p) -> (graph, its outputs)
+        self.captures = captures  # CUDA graphs captured over the engine's life (kept when it grows)
+
+
+ENGINES = weakref.WeakKeyDictionary()  # model -> its Engine, dropped with the model
+
+
+def engine(model, rows=0, cache_len=0):
+    """The model's engine, made or grown to hold at least rows x cache_len slots: a bigger cache is a new allocation
+    (the old one freed first), which drops the graphs captured on the old. A run that reserves its planned size
+    before its first call (ghpo.check_memory) never grows it."""
+    e = ENGINES.get(model)
+    if e is None or e.rows < rows or e.cache_len < cache_len:
+        size = (max(rows, e.rows if e else 0), max(cache_len, e.cache_len if e else 0))
+        captures = e.captures if e else 0
+        ENGINES.pop(model, None)
+        del e
+        ENGINES[model] = Engine(model, *size, captures=captures)
+    return ENGINES[model]
+
+
 def cuda_graph(step, pool):
     """Capture step() as a CUDA graph; returns (graph, its output tensors). Every capture is preceded by one run on a
     side stream, as CUDA graph capture asks: lazy initialisations, and any compilation of the fused pieces that a new
@@ -173,13 +209,16 @@ def sample_groups(model, prompts, G, max_new_tokens, temperature=1.0, top_k=0, t
     step draws one uniform per output row, and a row's token is a function of its own logits and its own uniform.
     compact_below: move the live rows to the front of the batch when the live fraction falls to or below it.
     max_rows: decode at most this many rows at once (whole groups; 0: all), the rest in later batches.
-    plan: a DecodePlan (default: plan_for(the model's device))."""
+    plan: a DecodePlan (default: plan_for(the model's device)).
+    The KV cache, the decode state and the CUDA graphs live in the model's Engine (engine(model)), kept between calls."""
     prompts = check_inputs(model, prompts, G, max_new_tokens, temperature, top_k, top_p, stop_ids)
     device = model.lm_head.weight.device
     if generator is None:
         generator = torch.Generator(device=device).manual_seed(seed)
     per_call = max(1, max_rows // G) if max_rows else len(prompts)
-    outs = [decode(model, prompts[i:i + per_call], G, max_new_tokens, temperature, top_k, top_p, stop_ids,
+    context = model.config.max_position_embeddings
+    e = engine(model, min(per_call, len(prompts)) * G, max(min(len(p) + max_new_tokens, context) for p in prompts))
+    outs = [decode(model, e, prompts[i:i + per_call], G, max_new_tokens, temperature, top_k, top_p, stop_ids,
                    generator, pad_id, compact_below, plan or plan_for(device))
             for i in range(0, len(prompts), per_call)]
     return outs[0] if len(outs) == 1 else concat_outputs(outs, pad_id, G)
@@ -198,42 +237,68 @@ def concat_outputs(outs, pad_id, G):
                                           device=outs[0]["lengths"].device).repeat_interleave(G))
 
 
-def decode(model, prompts, G, max_new_tokens, temperature, top_k, top_p, stop_ids, generator, pad_id, compact_below,
-           plan):
-    """sample_groups for one batch of prompts (checked inputs)."""
+def prefill(model, prompts, G, kv, chunk_tokens):
+    """Feed each prompt into the first of its G cache rows (kv: two (L, >= P*G, Hkv, S, D) caches) and return the
+    float32 logits (P, V) after its last token. The prompts go right-padded to the longest, as many a forward as
+    chunk_tokens allows (0: all in one), and a prompt longer than chunk_tokens alone, in slices of that many tokens
+    that attend to the slots before them (vLLM's max_num_batched_tokens): one forward's activations stay within
+    what the memory plan sets aside for them."""
+    device = kv[0].device
+    P, Lp = len(prompts), max(len(p) for p in prompts)
+    lens = torch.tensor([len(p) for p in prompts], device=device)  # (P,)
+    padded = torch.zeros(P, Lp, dtype=torch.long, device=device)  # (P, Lp), any id pads
+    for i, p in enumerate(prompts):
+        padded[i, :len(p)] = torch.tensor(p, device=device)
+    n = P if not chunk_tokens else max(1, chunk_tokens // Lp)  # prompts a forward
+    logits = []
+    for i in range(0, P, n):
+        rows = slice(i * G, min(i + n, P) * G, G)  # the first cache row of each of these prompts
+        cache = (kv[0][:, rows], kv[1][:, rows])
+        if n > 1 or not chunk_tokens or Lp <= chunk_tokens:
+            h = model(padded[i:i + n], kv_cache=cache, return_hidden=True)  # (n, Lp, C)
+            h = h[torch.arange(h.shape[0], device=device), lens[i:i + n] - 1]  # (n, C) at each prompt's last token
+        else:  # one prompt longer than a chunk: slices of chunk_tokens, each attending to the slots before it
+            for s in range(0, len(prompts[i]), chunk_tokens):
+                part = padded[i:i + 1, s:min(s + chunk_tokens, len(prompts[i]))]  # (1, <= chunk_tokens)
+                h = model(part, kv_cache=cache, pos=None if s == 0 else torch.tensor([s], device=device),
+                          span=s + part.shape[1], return_hidden=True)[:, -1]  # (1, C)
+        logits.append(model.lm_head(h).float())
+    return torch.cat(logits)  # (P, V)
+
+
+def decode(model, e, prompts, G, max_new_tokens, temperature, top_k, top_p, stop_ids, generator, pad_id,
+           compact_below, plan):
+    """sample_groups for one batch of prompts (checked inputs), on the engine e."""
     device = model.lm_head.weight.device
     P, N = len(prompts), len(prompts) * G
     prompt_lens = torch.tensor([len(p) for p in prompts], device=device)  # (P,)
     budget = (model.config.max_position_embeddings - prompt_lens).clamp(max=max_new_tokens)  # (P,) tokens allowed
     Lp = max(len(p) for p in prompts)
-    max_len = int((prompt_lens + budget).max())  # cache slots: the longest prompt + its completion
-    k_cache, v_cache = model.new_kv_cache(N, max_len)  # (L, N, Hkv, max_len, D) each
+    max_len = e.cache_len  # cache slots a row has: at least the longest prompt + its completion
+    k_cache, v_cache = e.k, e.v  # (L, rows, Hkv, max_len, D) each; this call uses its first N rows
     L = k_cache.shape[0]
 
     # prefill every distinct prompt once, into the first of its G cache rows, then copy those slots to the other G-1
-    padded = torch.zeros(P, Lp, dtype=torch.long, device=device)  # (P, Lp), any id pads
-    for i, p in enumerate(prompts):
-        padded[i, :len(p)] = torch.tensor(p, device=device)
-    h = model(padded, kv_cache=(k_cache[:, ::G], v_cache[:, ::G]), return_hidden=True)  # (P, Lp, C)
-    h_last = h[torch.arange(P, device=device), prompt_lens - 1]  # (P, C) hidden state at each prompt's last token
-    logits = model.lm_head(h_last).float().repeat_interleave(G, 0)  # (N, V)
-    del h
+    logits = prefill(model, prompts, G, (k_cache, v_cache), plan.prefill_tokens).repeat_interleave(G, 0)  # (N, V)
     for c in (k_cache, v_cache):
-        groups = c.view(L, P, G, *c.shape[2:])[:, :, :, :, :Lp]  # (L, P, G, Hkv, Lp, D)
+        groups = c[:, :N].view(L, P, G, *c.shape[2:])[:, :, :, :, :Lp]  # (L, P, G, Hkv, Lp, D)
         groups[:, :, 1:] = groups[:, :, :1]  # in place: no copy of the whole cache
 
     # per-row state (N+1 rows: row N is the scratch row of padding rows) and the output buffers
     b = N  # rows in the batch: rows[:b]; the live ones among them have alive set
-    rows = Rows(out=torch.arange(N + 1, device=device), pos=F.pad(prompt_lens.repeat_interleave(G), (0, 1)),
-                budget=F.pad(budget.repeat_interleave(G), (0, 1)), alive=torch.ones(N + 1, dtype=torch.bool,
-                                                                                   device=device),
-                token=torch.zeros(N + 1, dtype=torch.long, device=device))
+    rows = Rows(*(x[:N + 1] for x in e.state))  # views of the engine's state: CUDA graphs keep their addresses
+    rows.out.copy_(torch.arange(N + 1, device=device))
+    rows.pos.copy_(F.pad(prompt_lens.repeat_interleave(G), (0, 1)))
+    rows.budget.copy_(F.pad(budget.repeat_interleave(G), (0, 1)))
+    rows.alive.fill_(True)
     rows.alive[N] = False
+    rows.token.zero_()
     stop = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
     tokens = torch.full((N + 1, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logprobs = torch.zeros(N + 1, max_new_tokens, device=device)
     lengths = torch.zeros(N + 1, dtype=torch.long, device=device)
-    uniforms = torch.zeros(N + 1, device=device)  # one per output row and step; the scratch row's stays 0
+    uniforms = e.uniforms  # one per output row and step; the scratch row's stays 0
+    uniforms[N] = 0.0
 
     def record(t, token, logp):
         """Write step t's samples of the batch's rows and retire the rows that ended."""
@@ -252,7 +317,6 @@ def decode(model, prompts, G, max_new_tokens, temperature, top_k, top_p, stop_id
         logits = model.lm_head(h[:, 0]).float()  # (b, V)
         return sample_next(logits, uniforms[rows.out[:b]], temperature, top_k, top_p)
 
-    graphs, pool = {}, None
     torch.rand(N, generator=generator, device=device, out=uniforms[:N])
     record(0, *sample_next(logits, uniforms[rows.out[:b]], temperature, top_k, top_p))
     del logits
@@ -271,10 +335,12 @@ def decode(model, prompts, G, max_new_tokens, temperature, top_k, top_p, stop_id
         if not plan.cuda_graphs:
             token, logp = step(b, span)
         else:
-            if (b, span) not in graphs:
-                pool = pool or torch.cuda.graph_pool_handle()
-                graphs[b, span] = cuda_graph(lambda: step(b, span), pool)
-            graph, (token, logp) = graphs[b, span]
+            key = (b, span, temperature, top_k, top_p)
+            if key not in e.graphs:
+                e.pool = e.pool or torch.cuda.graph_pool_handle()
+                e.graphs[key] = cuda_graph(lambda b=b, span=span: step(b, span), e.pool)
+                e.captures += 1
+            graph, (token, logp) = e.graphs[key]
             graph.replay()
         rows.pos[:b] += rows.alive[:b]  # the fed token took its slot; finished rows keep rewriting their last one
         record(t, token, logp)
