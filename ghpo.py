@@ -44,6 +44,7 @@ import torch
 import checkpoint
 import configurator
 import prompts
+import rollout
 from configurator import UsageError
 from data.arith import arith_task
 from data.datasets import PAPER_BENCHMARKS, math_task
@@ -52,7 +53,7 @@ from distributed import all_gather, all_sum, close, exit_process, full_state, ra
 from kernels.logprob import fused_logprobs
 from kernels.loss import policy_loss
 from model import Qwen2, load_tokenizer, stop_token_ids
-from rollout import row_bytes, rows_that_fit, sample_groups
+from rollout import rows_that_fit, sample_groups
 from verify import verify, verify_choice
 
 # -----------------------------------------------------------------------------
@@ -657,43 +658,54 @@ def check_setup(world):
 
 
 def sampling_rows(model, prompt_list, G, n_new, cpu_rows=0):
-    """Rows one sample_groups call may decode at once (whole groups of G): sample_rows; else on CUDA as many as the
-    free memory holds, each row needing its KV cache for the longest prompt + n_new tokens (rollout.row_bytes), with
-    a tenth of the free memory kept back; else cpu_rows (0: all)."""
+    """Rows one sample_groups call may decode at once (whole groups of G): sample_rows; else on CUDA the rows of the
+    model's engine when check_memory reserved it (the memory plan), or as many as 0.9 of the free memory holds, each
+    row needing its KV cache for the longest prompt + n_new tokens (rollout.row_bytes); else cpu_rows (0: all)."""
     if sample_rows or device != "cuda":
         return sample_rows or cpu_rows
+    cache_len = min(max(map(len, prompt_list)) + n_new, model.config.max_position_embeddings)
+    planned = rollout.ENGINES.get(model)
+    if planned is not None and planned.cache_len >= cache_len and planned.rows >= G:
+        return planned.rows // G * G
     free = torch.cuda.mem_get_info()[0] + torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
     try:
-        return rows_that_fit(model.config, DTYPES[dtype], max(map(len, prompt_list)) + n_new, 0.9 * free, G)
+        return rows_that_fit(model.config, DTYPES[dtype], cache_len, 0.9 * free, G)
     except ValueError as e:
         raise UsageError(f"out of memory for sampling: {e}") from None
 
 
-def check_memory(model, policy, tok, problems):
-    """On CUDA, before the first step: with the resident state in place (weights, float32 master weights and AdamW's
-    two moments, which its first step allocates), one group's KV cache at the longest prompt this run can show (its
-    largest hint) must fit the rest of the card by the rule each sampling call will apply (sampling_rows: 0.9 of the
-    free memory, whole groups), or the run stops here with one line. Prints the plan: how many rows fit at once."""
+def check_memory(model, policy, tok, problems, eval_sets):
+    """On CUDA, before the first evaluation: the memory plan (rollout.memory_plan) from the resident state (weights,
+    float32 master weights and AdamW's two moments, which its first step allocates), the longest prompt the run can
+    show (a training problem with its largest hint, or a benchmark's) + max_new_tokens, the largest group (group_size,
+    or aime_samples) and the update's largest micro-batch. The model's sampling engine is allocated at the plan's
+    size, for the whole run (under FSDP2 each sampling copy makes its own). A run that cannot fit stops here with one
+    line; one that fits prints its plan. policy None: evaluation only."""
     if device != "cuda":
         return
+    rank, world = rank_world()
     local = lambda p: p.to_local() if hasattr(p, "to_local") else p  # an FSDP2 shard's own elements
-    moments = 8 * sum(local(p).numel() for group in policy.optimizer.param_groups for p in group["params"])
-    resident = torch.cuda.memory_allocated() + moments
+    moments = 8 * sum(local(p).numel() for group in policy.optimizer.param_groups for p in group["params"]) \
+        if policy else 0
     ratio = max((*hint_ratios, fixed_hint_ratio), default=0.0) if method in ("ghpo", "grpo_cl_hint") else 0.0
-    cache_len = max(len(prompt_ids(tok, p, ratio)) for p in problems) + max_new_tokens
+    train_len = max((len(prompt_ids(tok, p, ratio)) for p in problems), default=0)
+    eval_len = max((len(prompt_ids(tok, p)) for ps in eval_sets.values() for p in ps[rank::world]), default=0)
+    context = model.config.max_position_embeddings
+    G = max(group_size if problems else 1, aime_samples if "aime24" in eval_sets else 1)
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
-    gib = lambda n: f"{n / 2**30:.1f} GiB"
     try:
-        fit = rows_that_fit(model.config, DTYPES[dtype], cache_len, 0.9 * (props.total_memory - resident), group_size)
+        plan = rollout.memory_plan(model.config, DTYPES[dtype], props.total_memory,
+                                   torch.cuda.memory_allocated() + moments,
+                                   min(max(train_len, eval_len) + max_new_tokens, context), G,
+                                   micro_batch * min(train_len + max_new_tokens, context) if problems else 0,
+                                   sum(local(p).numel() for p in model.parameters()), bool(policy and policy.master))
     except ValueError as e:
-        raise UsageError(f"memory: {gib(resident)} resident (weights, float32 master weights, AdamW moments) leave "
-                         f"too little of the {gib(props.total_memory)} of the {props.name}: {e}; or shard the model "
-                         f"over GPUs (fsdp=True)") from None
-    if rank_world()[0] == 0:
-        per_row = row_bytes(model.config, DTYPES[dtype], cache_len)
-        print(f"memory: {props.name}, {gib(props.total_memory)}; resident {gib(resident)}; a row's KV cache at "
-              f"{cache_len} slots {per_row / 2**20:.0f} MiB: {fit} rows at once (a rollout has "
-              f"{prompts_per_step // rank_world()[1] * group_size})")
+        raise UsageError(f"memory: {e}; or shard the model over GPUs (fsdp=True)") from None
+    if not fsdp:
+        rollout.engine(model, plan.rows, plan.cache_len)
+    if rank == 0:
+        print(plan.describe(props.name) + f" (a rollout has {prompts_per_step // world * group_size} rows)")
+    return plan
 
 
 def load_task():
@@ -791,7 +803,11 @@ def main(argv, sample=sample_groups):
     summary = {"method": method, "seed": seed, "config": cfg}
     if eval_only:
         summary["model"] = os.path.join(ckpt, "model") if ckpt else init_from
+        check_memory(model, None, tok, [], eval_sets)
         return evaluate_only(model, tok, eval_sets, stop_ids, summary, sample)
+    order = problem_order(train)
+    policy = make_policy(model, ref_model)
+    check_memory(model, policy, tok, order[:rl_steps * prompts_per_step], eval_sets)  # before the first evaluation
 
     # before RL: the starting model's accuracy (a resumed run has it in its checkpoint)
     summary |= state["summary"] if state else {"eval_before": evaluate(sampling_model(model), tok, eval_sets, stop_ids,
@@ -801,10 +817,7 @@ def main(argv, sample=sample_groups):
     if rank == 0 and task == "arith":  # a demo base with a made.json: is it the recorded model, taught these prompts?
         check_record(init_from, summary["eval_before"], cfg)
 
-    order = problem_order(train)
     generator = torch.Generator(device=dev).manual_seed(seed + 100003 * rank)  # one sampling stream per rank
-    policy = make_policy(model, ref_model)
-    check_memory(model, policy, tok, order[:rl_steps * prompts_per_step])
     if state and fsdp:  # its float32 weights and AdamW moments, each rank reading its own shards
         checkpoint.load_sharded(ckpt, model, policy.optimizer)
     start, skipped_updates = checkpoint.restore(state, policy.optimizer, policy.master, generator, rank) if state \

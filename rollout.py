@@ -128,6 +128,89 @@ def rows_that_fit(config, dtype, cache_len, free_bytes, G):
     return rows
 
 # -----------------------------------------------------------------------------
+# the memory plan: one GPU's memory split between the resident state, the engine's KV cache (held for the whole run)
+# and the largest transient of the three phases that run beside it: a prefill forward, a decode step, the update
+
+CUDA_CONTEXT = 0.5e9  # bytes outside torch's allocator: the CUDA context, cuBLAS workspaces (an estimate)
+PLAN_FRACTION = 0.95  # of what the resident state leaves, the share the plan hands out (the rest: fragmentation)
+
+
+def prefill_bytes(config, dtype, tokens, span=0):
+    """Activations one prefill forward of `tokens` prompt tokens holds at once (a bound, op by op as the CPU runs it:
+    tests/test_memory.py measures it there): per token the residual stream, its norm, q/k/v and the attention output
+    (6 x hidden) and the MLP's gate, up, activation and product (4 x intermediate) in dtype; and, with span > 0, for
+    a slice that attends to `span` slots before it, its masked softmax over them, op by op (heads x span, two
+    copies in dtype and two in float32) and its mask."""
+    c, size = config, dtype.itemsize
+    return tokens * ((6 * c.hidden_size + 4 * c.intermediate_size) * size
+                     + (c.num_attention_heads * (8 + 2 * size) + 2 * size) * span)
+
+
+def update_bytes(config, dtype, n_params, tokens, masters):
+    """The update's peak above the resident state (a bound): float32 gradients (4 bytes a parameter; with master
+    weights also the largest parameter's gradient in dtype, while ghpo.accumulate_fp32 adds it in) and what a
+    micro-batch of `tokens` tokens saves for the backward: per layer and token the norms' inputs and outputs, q/k/v,
+    the attention output and the MLP's gate, up and product in dtype, plus two layers' worth for the backward's own
+    working set (the fused loss keeps no logits). tests/test_memory.py checks it against the peak
+    measured on the CPU and against bench/memory.py's H200 peak."""
+    c, size = config, dtype.itemsize
+    saved = (6 * c.hidden_size + 3 * c.intermediate_size + 2 * c.num_key_value_heads * c.head_dim) * size
+    largest = c.vocab_size * c.hidden_size * size if masters else 0
+    return 4 * n_params + largest + tokens * saved * (c.num_hidden_layers + 2)
+
+
+class MemoryPlan(NamedTuple):
+    """One GPU's memory for a run, in bytes (memory_plan): the engine's KV cache is allocated once, at rows x
+    cache_len, and each phase's peak is resident + kv + its transient."""
+    total: int           # the card
+    resident: int        # weights, float32 master weights, AdamW moments, and the CUDA context
+    rows: int            # rows the KV cache holds: whole groups of G, the rows one sampling call decodes at once
+    cache_len: int       # slots a row holds: the longest prompt the run can show + max_new_tokens (the context)
+    prefill_tokens: int  # prompt tokens one prefill forward feeds
+    kv: int              # the KV cache
+    prefill: int         # one prefill forward's activations
+    decode: int          # the decode step's working set at `rows` rows (logits, softmax, sort)
+    update: int          # the update's transient (update_bytes)
+
+    def peaks(self):
+        """{phase: peak bytes} for the evaluation and the rollout (prefill or decode) and the update."""
+        sampling = self.resident + self.kv + max(self.prefill, self.decode)
+        return {"evaluation": sampling, "rollout": sampling, "update": self.resident + self.kv + self.update}
+
+    def describe(self, name=""):
+        """The plan in one line."""
+        gib = lambda n: f"{n / 2**30:.1f} GiB"
+        p = self.peaks()
+        return (f"memory plan{f' for the {name}' if name else ''} ({gib(self.total)}): resident {gib(self.resident)}; "
+                f"KV cache {self.rows} rows x {self.cache_len} slots {gib(self.kv)}, kept for the run; prefill "
+                f"{self.prefill_tokens} tokens a forward {gib(self.prefill)}; decode {gib(self.decode)}; update "
+                f"{gib(self.update)}; peaks: sampling {gib(p['rollout'])}, update {gib(p['update'])}; headroom "
+                f"{gib(self.total - max(p.values()))}")
+
+
+def memory_plan(config, dtype, total, resident, cache_len, G, update_tokens, n_params, masters,
+                prefill_tokens=CUDA_PLAN.prefill_tokens):
+    """The plan for a card of `total` bytes holding `resident` bytes (the CUDA context not included): as many KV
+    cache rows, in whole groups of G, as PLAN_FRACTION of the rest holds beside the largest of the prefill's, the
+    decode step's and the update's transients. Raises ValueError, naming each part, when not one group fits."""
+    resident += int(CUDA_CONTEXT)
+    free = PLAN_FRACTION * (total - resident)
+    kv_row = kv_bytes_per_token(config, dtype) * cache_len
+    prefill = prefill_bytes(config, dtype, prefill_tokens, cache_len if cache_len > prefill_tokens else 0)
+    update = update_bytes(config, dtype, n_params, update_tokens, masters) if update_tokens else 0
+    per_row = row_bytes(config, dtype, cache_len)  # the KV row and its share of the decode step's working set
+    rows = int(max(0, min((free - max(prefill, update)) // kv_row, (free - prefill) // per_row))) // G * G
+    plan = MemoryPlan(int(total), int(resident), rows, cache_len, prefill_tokens, rows * kv_row, prefill,
+                      rows * (per_row - kv_row), update)
+    if rows < G:
+        gib = lambda n: f"{n / 2**30:.1f} GiB"
+        raise ValueError(f"one group of {G} rows x {cache_len} cache slots ({gib(G * kv_row)}) does not fit beside "
+                         f"{gib(resident)} resident and the update's {gib(update)} ({update_tokens} tokens a "
+                         f"micro-batch) on {gib(total)}: lower micro_batch, max_new_tokens or the group size")
+    return plan
+
+
+# -----------------------------------------------------------------------------
 # the sampler
 
 
