@@ -293,7 +293,7 @@ def sample_groups(model, prompts, G, max_new_tokens, temperature=1.0, top_k=0, t
     compact_below: move the live rows to the front of the batch when the live fraction falls to or below it.
     max_rows: decode at most this many rows at once (whole groups; 0: all), the rest in later batches.
     plan: a DecodePlan (default: plan_for(the model's device)).
-    The KV cache, the decode state and the CUDA graphs live in the model's Engine (engine(model)), kept between calls."""
+    The KV cache, the decode state and the CUDA graphs live in the model's Engine (engine(model)), kept across calls."""
     prompts = check_inputs(model, prompts, G, max_new_tokens, temperature, top_k, top_p, stop_ids)
     device = model.lm_head.weight.device
     if generator is None:
