@@ -1,15 +1,17 @@
 """
 Rollouts for group-based RL: G sampled completions for every prompt, decoded together with a KV cache.
-Reads top to bottom: input checks -> one sampling step (temperature, top-k, top-p) -> sample_groups.
+Reads top to bottom: input checks -> one sampling step (temperature, top-k, top-p) -> the decode plan -> the memory
+plan (one GPU's memory split between the resident state, the KV cache and the largest transient) -> the engine that
+keeps the KV cache and CUDA graphs for the whole run -> sample_groups.
 
-Each distinct prompt is prefilled once, straight into the first of its G cache rows (all prompts in one right-padded
-batch: a short prompt's padding slots are overwritten by its own completion before anything attends to them), copied
-to the other G-1 rows in place, and then all P*G rows decode one token per step. The decode step has static shapes:
-the batch and the attended span only change at a few points (compaction, span buckets), so on CUDA each shape is
-captured once as a CUDA graph and replayed, instead of launching ~40 kernels per layer from Python every token.
-Finished rows stay in the batch, masked, until the live fraction falls to `compact_below`; then the live rows move
-to the front of the same cache, in place. Whether all rows finished is asked every `check_every` tokens, the only
-host syncs of the loop.
+Each distinct prompt is prefilled once, straight into the first of its G cache rows (right-padded batches of at most
+plan.prefill_tokens tokens: a short prompt's padding slots are overwritten by its own completion before anything
+attends to them), copied to the other G-1 rows in place, and then all P*G rows decode one token per step. The decode
+step has static shapes: the batch and the attended span only change at a few points (compaction, span buckets), so
+on CUDA each shape is captured once as a CUDA graph and replayed by every later call of the run, instead of
+launching ~40 kernels per layer from Python every token. Finished rows stay in the batch, masked, until the live
+fraction falls to `compact_below`; then the live rows move to the front of the same cache, in place. Whether all
+rows finished is asked every `check_every` tokens, the only host syncs of the loop.
 """
 import math
 import weakref
