@@ -35,15 +35,15 @@ def all_gather(obj):
     return out
 
 
-def sync_grads(model):
-    """Sum the gradients over ranks. Every rank divides its loss by the global normaliser, so the sum is the
-    single-process gradient of the whole batch."""
+def sync_grads(model, params=None):
+    """Sum the gradients of params (default: the model's) over ranks. Every rank divides its loss by the global
+    normaliser, so the sum is the single-process gradient of the whole batch."""
     if not dist.is_initialized():
         return
     from torch.distributed.fsdp import FSDPModule  # torchrun runs only: 0.6 s to import, so not at the top
     if isinstance(model, FSDPModule):  # FSDP2 has summed them already: reduce-scattered during the backward
         return
-    for p in model.parameters():
+    for p in params or model.parameters():
         if p.grad is None:  # a rank with no rows this step still takes part
             p.grad = torch.zeros_like(p)
         dist.all_reduce(p.grad)

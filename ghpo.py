@@ -56,7 +56,7 @@ from kernels.loss import policy_loss
 from logbook import log_line, open_wandb, print_step, step_record
 from model import Qwen2, stop_token_ids
 from relatives import hint_scale, replay_groups, truncated
-from rollout import row_bytes, rows_that_fit
+from rollout import rows_that_fit
 from verify import grade
 
 # -----------------------------------------------------------------------------
@@ -419,9 +419,15 @@ def learning_rate(step):
 def make_policy(model, ref=None):
     """AdamW over the model's float32 weights. Parameters below float32 (a bfloat16 run without FSDP2) get float32
     master copies, which AdamW updates and policy_update copies back rounded: a bfloat16 weight alone would round an
-    lr-1e-6 step away. FSDP2's shards are float32 already: they are the master weights."""
+    lr-1e-6 step away. Their gradients accumulate in float32 too: each backward's goes into the master's and is freed
+    (accumulate_fp32), so micro-batches are summed in float32. FSDP2's shards are float32 already: they are the master
+    weights."""
     params = list(model.parameters())
     master = None if params[0].dtype == torch.float32 else [p.detach().float().requires_grad_() for p in params]
+    for h in getattr(model, "master_hooks", ()):  # a model's latest policy is the one its backward feeds
+        h.remove()
+    model.master_hooks = [p.register_post_accumulate_grad_hook(lambda p, m=m: accumulate_fp32(p, m))
+                          for m, p in zip(master or (), params)]  # each backward's bfloat16 gradient, into float32
     optimizer = torch.optim.AdamW(master or params, lr=lr, betas=(beta1, beta2), eps=1e-8, weight_decay=weight_decay)
     return Policy(model, optimizer, master, ref)
 
@@ -464,11 +470,7 @@ def policy_update(policy, rows, advantages, dev):
             if mask.any():  # even_rows' padding alone has no statistics
                 stats.append({k: float(v) for k, v in st.items()} | {"loss": loss.item()}
                              | ({"hint_nll": hint_nll} if hint_loss_coef else {}))
-        sync_grads(model)
-        if master is not None:  # AdamW steps the float32 master weights, from the model's gradients (each freed once
-            for m, p in zip(master, model.parameters()):  # copied: the two sets are never held whole together)
-                m.grad = None if p.grad is None else p.grad.float()
-                p.grad = None
+        sync_grads(model, master)
         grad_norm = torch.nn.utils.clip_grad_norm_(master or list(model.parameters()), grad_clip)  # pre-clip norm
         if not torch.isfinite(grad_norm):
             optimizer.zero_grad(set_to_none=True)  # skip a non-finite update (loss or gradients), counted by the caller
@@ -482,6 +484,14 @@ def policy_update(policy, rows, advantages, dev):
         optimizer.zero_grad(set_to_none=True)  # free the gradients before the next rollout needs the memory
         model.zero_grad(set_to_none=True)
     return float(grad_norm), stats, True
+
+
+def accumulate_fp32(p, m):
+    """Add a bfloat16 parameter's gradient of one micro-batch (its whole backward: a tied weight's two uses are summed
+    by then) into its float32 master's and free it: the sum over micro-batches is in float32, and at most one
+    parameter's bfloat16 gradient exists at a time."""
+    m.grad = p.grad.float() if m.grad is None else m.grad.add_(p.grad)
+    p.grad = None
 
 # -----------------------------------------------------------------------------
 # one step
@@ -605,43 +615,54 @@ def check_setup(world):
 
 
 def sampling_rows(model, prompt_list, G, n_new, cpu_rows=0):
-    """Rows one sample_groups call may decode at once (whole groups of G): sample_rows; else on CUDA as many as the
-    free memory holds, each row needing its KV cache for the longest prompt + n_new tokens (rollout.row_bytes), with
-    a tenth of the free memory kept back; else cpu_rows (0: all)."""
+    """Rows one sample_groups call may decode at once (whole groups of G): sample_rows; else on CUDA the rows of the
+    model's engine when check_memory reserved it (the memory plan), or as many as 0.9 of the free memory holds, each
+    row needing its KV cache for the longest prompt + n_new tokens (rollout.row_bytes); else cpu_rows (0: all)."""
     if sample_rows or device != "cuda":
         return sample_rows or cpu_rows
+    cache_len = min(max(map(len, prompt_list)) + n_new, model.config.max_position_embeddings)
+    planned = rollout.ENGINES.get(model)
+    if planned is not None and planned.cache_len >= cache_len and planned.rows >= G:
+        return planned.rows // G * G
     free = torch.cuda.mem_get_info()[0] + torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
     try:
-        return rows_that_fit(model.config, DTYPES[dtype], max(map(len, prompt_list)) + n_new, 0.9 * free, G)
+        return rows_that_fit(model.config, DTYPES[dtype], cache_len, 0.9 * free, G)
     except ValueError as e:
         raise UsageError(f"out of memory for sampling: {e}") from None
 
 
-def check_memory(model, policy, tok, problems):
-    """On CUDA, before the first step: with the resident state in place (weights, float32 master weights and AdamW's
-    two moments, which its first step allocates), one group's KV cache at the longest prompt this run can show (its
-    largest hint) must fit the rest of the card by the rule each sampling call will apply (sampling_rows: 0.9 of the
-    free memory, whole groups), or the run stops here with one line. Prints the plan: how many rows fit at once."""
+def check_memory(model, policy, tok, problems, eval_sets):
+    """On CUDA, before the first evaluation: the memory plan (rollout.memory_plan) from the resident state (weights,
+    float32 master weights and AdamW's two moments, which its first step allocates), the longest prompt the run can
+    show (a training problem with its largest hint, or a benchmark's) + max_new_tokens, the largest group (group_size,
+    or aime_samples) and the update's largest micro-batch. The model's sampling engine is allocated at the plan's
+    size, for the whole run (under FSDP2 each sampling copy makes its own). A run that cannot fit stops here with one
+    line; one that fits prints its plan. policy None: evaluation only."""
     if device != "cuda":
         return
+    rank, world = rank_world()
     local = lambda p: p.to_local() if hasattr(p, "to_local") else p  # an FSDP2 shard's own elements
-    moments = 8 * sum(local(p).numel() for group in policy.optimizer.param_groups for p in group["params"])
-    resident = torch.cuda.memory_allocated() + moments
+    moments = 8 * sum(local(p).numel() for group in policy.optimizer.param_groups for p in group["params"]) \
+        if policy else 0
     ratio = max((*hint_ratios, fixed_hint_ratio), default=0.0) if method in ("ghpo", "grpo_cl_hint") else 0.0
-    cache_len = max(len(prompt_ids(tok, p, ratio)) for p in problems) + max_new_tokens
+    train_len = max((len(prompt_ids(tok, p, ratio)) for p in problems), default=0)
+    eval_len = max((len(prompt_ids(tok, p)) for ps in eval_sets.values() for p in ps[rank::world]), default=0)
+    context = model.config.max_position_embeddings
+    G = max(group_size if problems else 1, aime_samples if "aime24" in eval_sets else 1)
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
-    gib = lambda n: f"{n / 2**30:.1f} GiB"
     try:
-        fit = rows_that_fit(model.config, DTYPES[dtype], cache_len, 0.9 * (props.total_memory - resident), group_size)
+        plan = rollout.memory_plan(model.config, DTYPES[dtype], props.total_memory,
+                                   torch.cuda.memory_allocated() + moments,
+                                   min(max(train_len, eval_len) + max_new_tokens, context), G,
+                                   micro_batch * min(train_len + max_new_tokens, context) if problems else 0,
+                                   sum(local(p).numel() for p in model.parameters()), bool(policy and policy.master))
     except ValueError as e:
-        raise UsageError(f"memory: {gib(resident)} resident (weights, float32 master weights, AdamW moments) leave "
-                         f"too little of the {gib(props.total_memory)} of the {props.name}: {e}; or shard the model "
-                         f"over GPUs (fsdp=True)") from None
-    if rank_world()[0] == 0:
-        per_row = row_bytes(model.config, DTYPES[dtype], cache_len)
-        print(f"memory: {props.name}, {gib(props.total_memory)}; resident {gib(resident)}; a row's KV cache at "
-              f"{cache_len} slots {per_row / 2**20:.0f} MiB: {fit} rows at once (a rollout has "
-              f"{prompts_per_step // rank_world()[1] * group_size})")
+        raise UsageError(f"memory: {e}; or shard the model over GPUs (fsdp=True)") from None
+    if not fsdp:
+        rollout.engine(model, plan.rows, plan.cache_len)
+    if rank == 0:
+        print(plan.describe(props.name) + f" (a rollout has {prompts_per_step // world * group_size} rows)")
+    return plan
 
 
 def weights_dtype():
@@ -687,11 +708,15 @@ def main(argv):
     columns = table_columns(eval_sets)
     if eval_only:  # the paper's table (one column per benchmark, then the mean) of the starting model, no hints
         summary["model"] = os.path.join(ckpt, "model") if ckpt else init_from
+        check_memory(model, None, tok, [], eval_sets)
         summary |= {"eval": evaluate(sampling_model(model), tok, eval_sets, stop_ids, es),
                     "eval_rows": {k: len(v) for k, v in eval_sets.items()}}
         print_table(table_title("eval", eval_sets, es), {os.path.basename(summary["model"].rstrip("/")):
                                                          summary["eval"]}, [c for c in columns if c in summary["eval"]])
         return finish(summary, t_start)
+    order = problem_order(train)
+    policy = make_policy(model, ref_model)
+    check_memory(model, policy, tok, order[:rl_steps * prompts_per_step], eval_sets)  # before the first evaluation
 
     # before RL: the starting model's accuracy (a resumed run has it in its checkpoint)
     items = {}  # per-problem results before RL
@@ -703,10 +728,7 @@ def main(argv):
     if rank == 0 and task == "arith":  # a demo base with a made.json: is it the recorded model, taught these prompts?
         check_record(init_from, summary["eval_before"], cfg)
 
-    order = problem_order(train)
     generator = torch.Generator(device=dev).manual_seed(seed + 100003 * rank)  # one sampling stream per rank
-    policy = make_policy(model, ref_model)
-    check_memory(model, policy, tok, order[:rl_steps * prompts_per_step])
     if state and fsdp:  # its float32 weights and AdamW moments, each rank reading its own shards
         checkpoint.load_sharded(ckpt, model, policy.optimizer)
     start, skipped_updates = checkpoint.restore(state, policy.optimizer, policy.master, generator, rank) if state \

@@ -1,17 +1,20 @@
 """
 Rollouts for group-based RL: G sampled completions for every prompt, decoded together with a KV cache.
-Reads top to bottom: input checks -> one sampling step (temperature, top-k, top-p) -> sample_groups.
+Reads top to bottom: input checks -> one sampling step (temperature, top-k, top-p) -> the decode plan -> the memory
+plan (one GPU's memory split between the resident state, the KV cache and the largest transient) -> the engine that
+keeps the KV cache and CUDA graphs for the whole run -> sample_groups.
 
-Each distinct prompt is prefilled once, straight into the first of its G cache rows (all prompts in one right-padded
-batch: a short prompt's padding slots are overwritten by its own completion before anything attends to them), copied
-to the other G-1 rows in place, and then all P*G rows decode one token per step. The decode step has static shapes:
-the batch and the attended span only change at a few points (compaction, span buckets), so on CUDA each shape is
-captured once as a CUDA graph and replayed, instead of launching ~40 kernels per layer from Python every token.
-Finished rows stay in the batch, masked, until the live fraction falls to `compact_below`; then the live rows move
-to the front of the same cache, in place. Whether all rows finished is asked every `check_every` tokens, the only
-host syncs of the loop.
+Each distinct prompt is prefilled once, straight into the first of its G cache rows (right-padded batches of at most
+plan.prefill_tokens tokens: a short prompt's padding slots are overwritten by its own completion before anything
+attends to them), copied to the other G-1 rows in place, and then all P*G rows decode one token per step. The decode
+step has static shapes: the batch and the attended span only change at a few points (compaction, span buckets), so
+on CUDA each shape is captured once as a CUDA graph and replayed by every later call of the run, instead of
+launching ~40 kernels per layer from Python every token. Finished rows stay in the batch, masked, until the live
+fraction falls to `compact_below`; then the live rows move to the front of the same cache, in place. Whether all
+rows finished is asked every `check_every` tokens, the only host syncs of the loop.
 """
 import math
+import weakref
 from typing import NamedTuple
 
 import torch
@@ -93,10 +96,11 @@ class DecodePlan(NamedTuple):
                          # (one host sync per step, free on a CPU)
     check_every: int     # tokens between the host's "have all rows finished?" checks (and compactions)
     row_multiple: int    # a compacted batch keeps a multiple of this many rows (fewer shapes to capture)
+    prefill_tokens: int  # prompt tokens one prefill forward feeds at most (0: every prompt of a call in one)
 
 
-CPU_PLAN = DecodePlan(cuda_graphs=False, span_bucket=0, check_every=1, row_multiple=1)
-CUDA_PLAN = DecodePlan(cuda_graphs=True, span_bucket=256, check_every=16, row_multiple=8)
+CPU_PLAN = DecodePlan(cuda_graphs=False, span_bucket=0, check_every=1, row_multiple=1, prefill_tokens=0)
+CUDA_PLAN = DecodePlan(cuda_graphs=True, span_bucket=256, check_every=16, row_multiple=8, prefill_tokens=8192)
 
 
 def plan_for(device):
@@ -126,6 +130,89 @@ def rows_that_fit(config, dtype, cache_len, free_bytes, G):
     return rows
 
 # -----------------------------------------------------------------------------
+# the memory plan: one GPU's memory split between the resident state, the engine's KV cache (held for the whole run)
+# and the largest transient of the three phases that run beside it: a prefill forward, a decode step, the update
+
+CUDA_CONTEXT = 0.5e9  # bytes outside torch's allocator: the CUDA context, cuBLAS workspaces (an estimate)
+PLAN_FRACTION = 0.95  # of what the resident state leaves, the share the plan hands out (the rest: fragmentation)
+
+
+def prefill_bytes(config, dtype, tokens, span=0):
+    """Activations one prefill forward of `tokens` prompt tokens holds at once (a bound, op by op as the CPU runs it:
+    tests/test_memory.py measures it there): per token the residual stream, its norm, q/k/v and the attention output
+    (6 x hidden) and the MLP's gate, up, activation and product (4 x intermediate) in dtype; and, with span > 0, for
+    a slice that attends to `span` slots before it, its masked softmax over them, op by op (heads x span, two
+    copies in dtype and two in float32) and its mask."""
+    c, size = config, dtype.itemsize
+    return tokens * ((6 * c.hidden_size + 4 * c.intermediate_size) * size
+                     + (c.num_attention_heads * (8 + 2 * size) + 2 * size) * span)
+
+
+def update_bytes(config, dtype, n_params, tokens, masters):
+    """The update's peak above the resident state (a bound): float32 gradients (4 bytes a parameter; with master
+    weights also the largest parameter's gradient in dtype, while ghpo.accumulate_fp32 adds it in) and what a
+    micro-batch of `tokens` tokens saves for the backward: per layer and token the norms' inputs and outputs, q/k/v,
+    the attention output and the MLP's gate, up and product in dtype, plus two layers' worth for the backward's own
+    working set (the fused loss keeps no logits). tests/test_memory.py checks it against the peak
+    measured on the CPU and against bench/memory.py's H200 peak."""
+    c, size = config, dtype.itemsize
+    saved = (6 * c.hidden_size + 3 * c.intermediate_size + 2 * c.num_key_value_heads * c.head_dim) * size
+    largest = c.vocab_size * c.hidden_size * size if masters else 0
+    return 4 * n_params + largest + tokens * saved * (c.num_hidden_layers + 2)
+
+
+class MemoryPlan(NamedTuple):
+    """One GPU's memory for a run, in bytes (memory_plan): the engine's KV cache is allocated once, at rows x
+    cache_len, and each phase's peak is resident + kv + its transient."""
+    total: int           # the card
+    resident: int        # weights, float32 master weights, AdamW moments, and the CUDA context
+    rows: int            # rows the KV cache holds: whole groups of G, the rows one sampling call decodes at once
+    cache_len: int       # slots a row holds: the longest prompt the run can show + max_new_tokens (the context)
+    prefill_tokens: int  # prompt tokens one prefill forward feeds
+    kv: int              # the KV cache
+    prefill: int         # one prefill forward's activations
+    decode: int          # the decode step's working set at `rows` rows (logits, softmax, sort)
+    update: int          # the update's transient (update_bytes)
+
+    def peaks(self):
+        """{phase: peak bytes} for the evaluation and the rollout (prefill or decode) and the update."""
+        sampling = self.resident + self.kv + max(self.prefill, self.decode)
+        return {"evaluation": sampling, "rollout": sampling, "update": self.resident + self.kv + self.update}
+
+    def describe(self, name=""):
+        """The plan in one line."""
+        gib = lambda n: f"{n / 2**30:.1f} GiB"
+        p = self.peaks()
+        return (f"memory plan{f' for the {name}' if name else ''} ({gib(self.total)}): resident {gib(self.resident)}; "
+                f"KV cache {self.rows} rows x {self.cache_len} slots {gib(self.kv)}, kept for the run; prefill "
+                f"{self.prefill_tokens} tokens a forward {gib(self.prefill)}; decode {gib(self.decode)}; update "
+                f"{gib(self.update)}; peaks: sampling {gib(p['rollout'])}, update {gib(p['update'])}; headroom "
+                f"{gib(self.total - max(p.values()))}")
+
+
+def memory_plan(config, dtype, total, resident, cache_len, G, update_tokens, n_params, masters,
+                prefill_tokens=CUDA_PLAN.prefill_tokens):
+    """The plan for a card of `total` bytes holding `resident` bytes (the CUDA context not included): as many KV
+    cache rows, in whole groups of G, as PLAN_FRACTION of the rest holds beside the largest of the prefill's, the
+    decode step's and the update's transients. Raises ValueError, naming each part, when not one group fits."""
+    resident += int(CUDA_CONTEXT)
+    free = PLAN_FRACTION * (total - resident)
+    kv_row = kv_bytes_per_token(config, dtype) * cache_len
+    prefill = prefill_bytes(config, dtype, prefill_tokens, cache_len if cache_len > prefill_tokens else 0)
+    update = update_bytes(config, dtype, n_params, update_tokens, masters) if update_tokens else 0
+    per_row = row_bytes(config, dtype, cache_len)  # the KV row and its share of the decode step's working set
+    rows = int(max(0, min((free - max(prefill, update)) // kv_row, (free - prefill) // per_row))) // G * G
+    plan = MemoryPlan(int(total), int(resident), rows, cache_len, prefill_tokens, rows * kv_row, prefill,
+                      rows * (per_row - kv_row), update)
+    if rows < G:
+        gib = lambda n: f"{n / 2**30:.1f} GiB"
+        raise ValueError(f"one group of {G} rows x {cache_len} cache slots ({gib(G * kv_row)}) does not fit beside "
+                         f"{gib(resident)} resident and the update's {gib(update)} ({update_tokens} tokens a "
+                         f"micro-batch) on {gib(total)}: lower micro_batch, max_new_tokens or the group size")
+    return plan
+
+
+# -----------------------------------------------------------------------------
 # the sampler
 
 
@@ -137,6 +224,40 @@ class Rows(NamedTuple):
     budget: torch.Tensor  # (N+1,) long: tokens the row may generate
     alive: torch.Tensor   # (N+1,) bool: not finished
     token: torch.Tensor   # (N+1,) long: the row's last sampled token, fed by the next step
+
+
+class Engine:
+    """What sampling keeps for one model across calls, for the whole run: the KV cache (rows x cache_len slots), the
+    decode step's per-row state and uniforms, and the CUDA graphs captured on them, one per (batch rows, span,
+    sampling settings) and replayed by every later call. A graph reads the model's weights where they are, so an
+    update in place keeps it valid; a new model object (FSDP2's gathered copy) gets an engine of its own."""
+
+    def __init__(self, model, rows, cache_len, captures=0):
+        self.k, self.v = model.new_kv_cache(rows, cache_len)  # (L, rows, Hkv, cache_len, D) each
+        new = lambda dtype: torch.zeros(rows + 1, dtype=dtype, device=self.k.device)  # (rows+1,): a scratch row
+        self.state = Rows(out=new(torch.long), pos=new(torch.long), budget=new(torch.long), alive=new(torch.bool),
+                          token=new(torch.long))
+        self.uniforms = new(torch.float32)  # one per output row and step, drawn outside the graph
+        self.rows, self.cache_len = rows, cache_len
+        self.graphs, self.pool = {}, None  # (b, span, temperature, top_k, top_p) -> (graph, its outputs)
+        self.captures = captures  # CUDA graphs captured over the engine's life (kept when it grows)
+
+
+ENGINES = weakref.WeakKeyDictionary()  # model -> its Engine, dropped with the model
+
+
+def engine(model, rows=0, cache_len=0):
+    """The model's engine, made or grown to hold at least rows x cache_len slots: a bigger cache is a new allocation
+    (the old one freed first), which drops the graphs captured on the old. A run that reserves its planned size
+    before its first call (ghpo.check_memory) never grows it."""
+    e = ENGINES.get(model)
+    if e is None or e.rows < rows or e.cache_len < cache_len:
+        size = (max(rows, e.rows if e else 0), max(cache_len, e.cache_len if e else 0))
+        captures = e.captures if e else 0
+        ENGINES.pop(model, None)
+        del e
+        ENGINES[model] = Engine(model, *size, captures=captures)
+    return ENGINES[model]
 
 
 def cuda_graph(step, pool):
@@ -173,13 +294,16 @@ def sample_groups(model, prompts, G, max_new_tokens, temperature=1.0, top_k=0, t
     step draws one uniform per output row, and a row's token is a function of its own logits and its own uniform.
     compact_below: move the live rows to the front of the batch when the live fraction falls to or below it.
     max_rows: decode at most this many rows at once (whole groups; 0: all), the rest in later batches.
-    plan: a DecodePlan (default: plan_for(the model's device))."""
+    plan: a DecodePlan (default: plan_for(the model's device)).
+    The KV cache, the decode state and the CUDA graphs live in the model's Engine (engine(model)), kept across calls."""
     prompts = check_inputs(model, prompts, G, max_new_tokens, temperature, top_k, top_p, stop_ids)
     device = model.lm_head.weight.device
     if generator is None:
         generator = torch.Generator(device=device).manual_seed(seed)
     per_call = max(1, max_rows // G) if max_rows else len(prompts)
-    outs = [decode(model, prompts[i:i + per_call], G, max_new_tokens, temperature, top_k, top_p, stop_ids,
+    context = model.config.max_position_embeddings
+    e = engine(model, min(per_call, len(prompts)) * G, max(min(len(p) + max_new_tokens, context) for p in prompts))
+    outs = [decode(model, e, prompts[i:i + per_call], G, max_new_tokens, temperature, top_k, top_p, stop_ids,
                    generator, pad_id, compact_below, plan or plan_for(device))
             for i in range(0, len(prompts), per_call)]
     return outs[0] if len(outs) == 1 else concat_outputs(outs, pad_id, G)
@@ -198,42 +322,68 @@ def concat_outputs(outs, pad_id, G):
                                           device=outs[0]["lengths"].device).repeat_interleave(G))
 
 
-def decode(model, prompts, G, max_new_tokens, temperature, top_k, top_p, stop_ids, generator, pad_id, compact_below,
-           plan):
-    """sample_groups for one batch of prompts (checked inputs)."""
+def prefill(model, prompts, G, kv, chunk_tokens):
+    """Feed each prompt into the first of its G cache rows (kv: two (L, >= P*G, Hkv, S, D) caches) and return the
+    float32 logits (P, V) after its last token. The prompts go right-padded to the longest, as many a forward as
+    chunk_tokens allows (0: all in one), and a prompt longer than chunk_tokens alone, in slices of that many tokens
+    that attend to the slots before them (vLLM's max_num_batched_tokens): one forward's activations stay within
+    what the memory plan sets aside for them."""
+    device = kv[0].device
+    P, Lp = len(prompts), max(len(p) for p in prompts)
+    lens = torch.tensor([len(p) for p in prompts], device=device)  # (P,)
+    padded = torch.zeros(P, Lp, dtype=torch.long, device=device)  # (P, Lp), any id pads
+    for i, p in enumerate(prompts):
+        padded[i, :len(p)] = torch.tensor(p, device=device)
+    n = P if not chunk_tokens else max(1, chunk_tokens // Lp)  # prompts a forward
+    logits = []
+    for i in range(0, P, n):
+        rows = slice(i * G, min(i + n, P) * G, G)  # the first cache row of each of these prompts
+        cache = (kv[0][:, rows], kv[1][:, rows])
+        if n > 1 or not chunk_tokens or Lp <= chunk_tokens:
+            h = model(padded[i:i + n], kv_cache=cache, return_hidden=True)  # (n, Lp, C)
+            h = h[torch.arange(h.shape[0], device=device), lens[i:i + n] - 1]  # (n, C) at each prompt's last token
+        else:  # one prompt longer than a chunk: slices of chunk_tokens, each attending to the slots before it
+            for s in range(0, len(prompts[i]), chunk_tokens):
+                part = padded[i:i + 1, s:min(s + chunk_tokens, len(prompts[i]))]  # (1, <= chunk_tokens)
+                h = model(part, kv_cache=cache, pos=None if s == 0 else torch.tensor([s], device=device),
+                          span=s + part.shape[1], return_hidden=True)[:, -1]  # (1, C)
+        logits.append(model.lm_head(h).float())
+    return torch.cat(logits)  # (P, V)
+
+
+def decode(model, e, prompts, G, max_new_tokens, temperature, top_k, top_p, stop_ids, generator, pad_id,
+           compact_below, plan):
+    """sample_groups for one batch of prompts (checked inputs), on the engine e."""
     device = model.lm_head.weight.device
     P, N = len(prompts), len(prompts) * G
     prompt_lens = torch.tensor([len(p) for p in prompts], device=device)  # (P,)
     budget = (model.config.max_position_embeddings - prompt_lens).clamp(max=max_new_tokens)  # (P,) tokens allowed
     Lp = max(len(p) for p in prompts)
-    max_len = int((prompt_lens + budget).max())  # cache slots: the longest prompt + its completion
-    k_cache, v_cache = model.new_kv_cache(N, max_len)  # (L, N, Hkv, max_len, D) each
+    max_len = e.cache_len  # cache slots a row has: at least the longest prompt + its completion
+    k_cache, v_cache = e.k, e.v  # (L, rows, Hkv, max_len, D) each; this call uses its first N rows
     L = k_cache.shape[0]
 
     # prefill every distinct prompt once, into the first of its G cache rows, then copy those slots to the other G-1
-    padded = torch.zeros(P, Lp, dtype=torch.long, device=device)  # (P, Lp), any id pads
-    for i, p in enumerate(prompts):
-        padded[i, :len(p)] = torch.tensor(p, device=device)
-    h = model(padded, kv_cache=(k_cache[:, ::G], v_cache[:, ::G]), return_hidden=True)  # (P, Lp, C)
-    h_last = h[torch.arange(P, device=device), prompt_lens - 1]  # (P, C) hidden state at each prompt's last token
-    logits = model.lm_head(h_last).float().repeat_interleave(G, 0)  # (N, V)
-    del h
+    logits = prefill(model, prompts, G, (k_cache, v_cache), plan.prefill_tokens).repeat_interleave(G, 0)  # (N, V)
     for c in (k_cache, v_cache):
-        groups = c.view(L, P, G, *c.shape[2:])[:, :, :, :, :Lp]  # (L, P, G, Hkv, Lp, D)
+        groups = c[:, :N].view(L, P, G, *c.shape[2:])[:, :, :, :, :Lp]  # (L, P, G, Hkv, Lp, D)
         groups[:, :, 1:] = groups[:, :, :1]  # in place: no copy of the whole cache
 
     # per-row state (N+1 rows: row N is the scratch row of padding rows) and the output buffers
     b = N  # rows in the batch: rows[:b]; the live ones among them have alive set
-    rows = Rows(out=torch.arange(N + 1, device=device), pos=F.pad(prompt_lens.repeat_interleave(G), (0, 1)),
-                budget=F.pad(budget.repeat_interleave(G), (0, 1)), alive=torch.ones(N + 1, dtype=torch.bool,
-                                                                                   device=device),
-                token=torch.zeros(N + 1, dtype=torch.long, device=device))
+    rows = Rows(*(x[:N + 1] for x in e.state))  # views of the engine's state: CUDA graphs keep their addresses
+    rows.out.copy_(torch.arange(N + 1, device=device))
+    rows.pos.copy_(F.pad(prompt_lens.repeat_interleave(G), (0, 1)))
+    rows.budget.copy_(F.pad(budget.repeat_interleave(G), (0, 1)))
+    rows.alive.fill_(True)
     rows.alive[N] = False
+    rows.token.zero_()
     stop = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
     tokens = torch.full((N + 1, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logprobs = torch.zeros(N + 1, max_new_tokens, device=device)
     lengths = torch.zeros(N + 1, dtype=torch.long, device=device)
-    uniforms = torch.zeros(N + 1, device=device)  # one per output row and step; the scratch row's stays 0
+    uniforms = e.uniforms  # one per output row and step; the scratch row's stays 0
+    uniforms[N] = 0.0
 
     def record(t, token, logp):
         """Write step t's samples of the batch's rows and retire the rows that ended."""
@@ -252,7 +402,6 @@ def decode(model, prompts, G, max_new_tokens, temperature, top_k, top_p, stop_id
         logits = model.lm_head(h[:, 0]).float()  # (b, V)
         return sample_next(logits, uniforms[rows.out[:b]], temperature, top_k, top_p)
 
-    graphs, pool = {}, None
     torch.rand(N, generator=generator, device=device, out=uniforms[:N])
     record(0, *sample_next(logits, uniforms[rows.out[:b]], temperature, top_k, top_p))
     del logits
@@ -271,10 +420,12 @@ def decode(model, prompts, G, max_new_tokens, temperature, top_k, top_p, stop_id
         if not plan.cuda_graphs:
             token, logp = step(b, span)
         else:
-            if (b, span) not in graphs:
-                pool = pool or torch.cuda.graph_pool_handle()
-                graphs[b, span] = cuda_graph(lambda: step(b, span), pool)
-            graph, (token, logp) = graphs[b, span]
+            key = (b, span, temperature, top_k, top_p)
+            if key not in e.graphs:
+                e.pool = e.pool or torch.cuda.graph_pool_handle()
+                e.graphs[key] = cuda_graph(lambda b=b, span=span: step(b, span), e.pool)
+                e.captures += 1
+            graph, (token, logp) = e.graphs[key]
             graph.replay()
         rows.pos[:b] += rows.alive[:b]  # the fed token took its slot; finished rows keep rewriting their last one
         record(t, token, logp)

@@ -8,7 +8,8 @@ fraction of the memory roofline each reaches; then a profile of one step: its ke
 Roofline: a decode step must read every weight once (the tied embedding once, as the head) and the KV cache slots its
 rows have filled (not the preallocated length); those bytes over the bandwidth of a large device-to-device copy
 (bytes read + written, measured in this run) are the step's floor. Decode time is the time of a run of --new tokens
-minus that of a run of one token (prefill and the first sample), so it counts graph captures but not the prefill.
+minus that of a run of one token (prefill and the first sample), the best of --repeats each: the first run of a
+variant captures its graphs, which the model's engine keeps, so later runs replay them.
 
     python bench/decode.py --device cuda                     # bench/device.sh: bfloat16, 128 and 256 rows
     python bench/decode.py --device cpu --shape tiny --rows 16 --new 32   # the CPU smoke run (tests)
@@ -25,6 +26,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import model as model_module  # noqa: E402
+import rollout  # noqa: E402
 from model import Qwen2, Qwen2Config  # noqa: E402
 from rollout import CUDA_PLAN, kv_bytes_per_token, plan_for, sample_groups, sample_next  # noqa: E402
 
@@ -221,6 +223,7 @@ def main():
             kv_read = per_token * (filled * steps + rows * steps * (steps + 1) / 2)
             floor = (weight_bytes * steps + kv_read) / bandwidth if bandwidth else None  # seconds
             model_module.FUSE_ON_CUDA = fused
+            rollout.ENGINES.pop(model, None)  # a variant captures its own graphs (the engine keeps them across calls)
             seconds = decode_rate(model, prompts, args.G, new, plan, args.repeats)
             figures[name, rows] = seconds / steps  # per step
             figures[name, rows, "roofline"] = floor / seconds if floor else None

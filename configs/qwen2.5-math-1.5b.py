@@ -42,19 +42,17 @@ loss_norm = "token"
 # the 8,885 problems. torchrun --nproc_per_node=N shards these prompts, so raise prompts_per_step with N to keep the
 # per-GPU load.
 #
-# Memory (tests/test_memory.py recomputes these; bench/memory.py measured them on an H200, bench/RESULTS.md):
+# Memory: ghpo.py plans it before the first evaluation and prints the plan (rollout.memory_plan; docs/gpu.md has the
+# table, tests/test_memory.py recomputes it with the real tokenizer and data):
 #   resident   1.54B parameters x (2 B bfloat16 weight + 4 B float32 master + 8 B AdamW moments) = 20.1 GiB
-#              (gradients exist only inside the update: ghpo.py frees them after the optimizer step)
-#   rollout    a row's KV cache: 28 layers x (keys + values) x 2 heads x 128 x 2 B = 28 KiB a token; at a 300-token
-#              prompt + 2,048 new tokens, 66.5 MiB a row with its logits. ghpo.py sizes each sampling batch from the
-#              free memory (sample_rows=0; 0.9 of it): after a 0.5 GB CUDA context, 744 rows at once on an 80 GB card,
-#              224 on a 40 GB one. So the 128 rows of a step fit either card in one batch; an evaluation's 256 greedy
-#              rows take two batches on 40 GB, AIME's 32 samples 7 problems a batch. Measured: 128 rows x 2,048 new
-#              tokens peaked at 28.5 GiB with the resident state (28.45 GiB predicted).
-#   update     one micro-batch of 2 rows x 2,348 tokens (forward, fused loss, backward, float32 master gradients,
-#              AdamW step) peaked at 31.8 GiB with the resident state: within 40 GB (37.3 GiB) with ~5 GiB to spare;
-#              micro_batch=1 on a 40 GB card when prompts or completions run longer.
-# A run that cannot hold the resident state and one group stops before its first step with one line saying so.
+#   KV cache   28 layers x (keys + values) x 2 heads x 128 x 2 B = 28 KiB a token; the longest hinted training prompt
+#              (2,573 tokens) + 2,048 new tokens pass the 4,096-token context, so a row holds 4,096 slots, 112 MiB.
+#              The cache is allocated once and kept for the run: 256 rows on an 80 GB card (a rollout's 128 rows in
+#              one call, an evaluation 256 prompts a call, AIME 8 problems x 32 samples)
+#   update     float32 gradients (5.7 GiB) + a micro-batch of 2 rows x 4,096 tokens' activations: 22.9 GiB at worst,
+#              so the update peaks at 71.5 GiB on 80 GB. On a 40 GB card this config does not fit: micro_batch=1 and
+#              aime_samples=8 leave one group of 8 rows a call.
+# A run that cannot hold the resident state and one group stops before its first evaluation, with one line saying so.
 prompts_per_step = 16
 micro_batch = 2               # rows per forward/backward (the update's activations grow with it: above)
 rl_steps = 556

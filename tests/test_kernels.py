@@ -198,7 +198,7 @@ def test_bad_inputs_name_the_problem():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-@pytest.mark.parametrize("check", ["logprob", "loss", "realistic"])
+@pytest.mark.parametrize("check", ["logprob", "loss", "update", "realistic"])
 def test_triton_kernels(check, dtype):
     if check == "realistic" and DEVICE == "cpu":
         pytest.skip("H=1536, V=151936 is a GPU's shape; test_bench_kernels_cpu_mode runs the same check at small ones")
@@ -234,6 +234,43 @@ def run_loss(dtype):
         check_loss(tensors, settings, "triton", loss_tol=1e-5, grad_tol=grad_tol, chunk_size=16)  # ragged chunks
     tensors, settings = loss_inputs(2, 4, 32, QWEN_VOCAB, dtype, **LOSS_CASES["clip_kl_temperature"])
     check_loss(tensors, settings, "triton", loss_tol=1e-4, grad_tol=max(grad_tol, 1e-4))
+
+
+def run_update(dtype):
+    # ghpo.policy_update with kernel_impl="triton" against "torch" from the same weights, a tied and an untied head:
+    # 5 rows in micro-batches of 2 (a ragged last one); a bfloat16 model's float32 master gradients (accumulated
+    # in float32), the model's weights its stepped masters rounded, the loss statistics
+    import ghpo
+    from model import Qwen2, Qwen2Config
+    ghpo.dtype, ghpo.micro_batch, ghpo.lr, ghpo.grad_clip = str(dtype).split(".")[1], 2, 1e-3, 1e9
+    g = torch.Generator().manual_seed(0)
+    rows = ghpo.pack_rows([dict(prompt=torch.randint(0, 300, (n,), generator=g).tolist(),
+                                tokens=torch.randint(0, 300, (5, 9), generator=g),
+                                mask=torch.arange(9) < torch.tensor([9, 4, 7, 9, 2])[:, None]) for n in (3,)])
+    advantages = torch.randn(5, generator=g)
+    for tied in (True, False):
+        config = Qwen2Config(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                             num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tied)
+        result = {}
+        for impl in ("torch", "triton"):
+            ghpo.kernel_impl = impl
+            model = Qwen2.from_config(config, seed=1, dtype=dtype)
+            policy = ghpo.make_policy(model)
+            step, grads = policy.optimizer.step, []
+            policy.optimizer.step = lambda: grads.append([p.grad.clone() for p in
+                                                          policy.optimizer.param_groups[0]["params"]]) or step()
+            _, stats, updated = ghpo.policy_update(policy, rows, advantages, "cpu")
+            assert updated and len(stats) == 3 and all(m.grad is None for m in policy.master or ())
+            for p, m in zip(model.parameters(), policy.master or ()):  # the model holds its stepped masters
+                assert torch.equal(p, m.to(dtype))
+            result[impl] = grads[0], stats
+        tol = 1e-5 if dtype == torch.float32 else 2e-2  # bfloat16: the hidden states' gradient rounds to 8 bits
+        for a, b in zip(result["torch"][0], result["triton"][0]):
+            assert a.dtype == torch.float32 and max_rel_err(b, a) <= tol, (tied, max_rel_err(b, a))
+        for a, b in zip(result["torch"][1], result["triton"][1]):
+            assert abs(a["loss"] - b["loss"]) <= 1e-5 + 1e-3 * abs(a["loss"]), (a, b)
+        err = max(max_rel_err(b, a) for a, b in zip(result["torch"][0], result["triton"][0]))
+        print(f"tied={tied}: master gradients within {err:.1e} of the torch path's")
 
 
 def load_bench():
@@ -279,5 +316,5 @@ def test_bench_kernels_fails_when_a_bound_fails():
 
 if __name__ == "__main__":  # python tests/test_kernels.py {logprob,loss,realistic} {float32,bfloat16}
     check, dtype = sys.argv[1], sys.argv[2]
-    dict(logprob=run_logprob, loss=run_loss, realistic=run_realistic)[check](getattr(torch, dtype))
+    dict(logprob=run_logprob, loss=run_loss, update=run_update, realistic=run_realistic)[check](getattr(torch, dtype))
     print(f"ok {check} {dtype}")

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from model import Qwen2, Qwen2Config
+import rollout
 from rollout import CPU_PLAN, CUDA_PLAN, kv_bytes_per_token, row_bytes, rows_that_fit, sample_groups
 
 transformers = pytest.importorskip("transformers")  # test-only dependency (requirements-dev.txt)
@@ -218,7 +219,7 @@ def test_bad_input_names_the_argument(pair, kwargs, match):
 
 # the CUDA plan without the graph capture (the CPU has none): bucketed spans, rare checks, padded compaction. Small
 # buckets and a short check interval so that these tiny runs cross several of each.
-CUDA_LOGIC = CUDA_PLAN._replace(cuda_graphs=False, span_bucket=8, check_every=3, row_multiple=4)
+CUDA_LOGIC = CUDA_PLAN._replace(cuda_graphs=False, span_bucket=8, check_every=3, row_multiple=4, prefill_tokens=20)
 
 
 @pytest.mark.parametrize("sampling", [dict(temperature=0.0), dict(top_k=30), dict(temperature=0.7, top_p=0.9)],
@@ -260,6 +261,7 @@ def test_no_copy_of_the_whole_cache(pair):
     moves rows one layer at a time: no tensor as large as one layer's share of the cache is made besides the cache
     (the sampler before this one copied the whole cache after prefill and at every compaction)."""
     _, ours = pair
+    rollout.ENGINES.pop(ours, None)  # the engine's cache is allocated in this call (and left out of the record)
     prompts, G, new = random_prompts([12, 30], seed=13), 8, 16
     c = ours.config
     cache_numel = c.num_hidden_layers * len(prompts) * G * c.num_key_value_heads * (30 + new) * c.head_dim
@@ -314,3 +316,93 @@ def test_rows_that_fit():
     assert rows_that_fit(config, torch.float32, 100, free_bytes=8 * per_row, G=8) == 8
     with pytest.raises(ValueError, match=r"one group of 8 rows x 100 cache slots needs .* GiB .* are free"):
         rows_that_fit(config, torch.float32, 100, free_bytes=8 * per_row - 1, G=8)
+
+
+def test_prefill_in_chunks_gives_the_logits_and_cache_of_one_prefill(pair):
+    """Prompts a forward bounded by a token budget, and a prompt longer than the budget in slices that attend to the
+    slots before them: the same last-token logits and the same filled cache slots as one prefill of all."""
+    _, ours = pair
+    prompts, G = random_prompts([3, 17, 9, 30, 1], seed=15), 2
+    whole = ours.new_kv_cache(len(prompts) * G, 40)
+    expect = rollout.prefill(ours, prompts, G, whole, 0)  # (P, V)
+    for budget in (30, 64, 7):  # 1 prompt a forward; 2 a forward; slices of 7 tokens (every prompt but the last)
+        kv = ours.new_kv_cache(len(prompts) * G, 40)
+        torch.testing.assert_close(rollout.prefill(ours, prompts, G, kv, budget), expect, rtol=0, atol=1e-5)
+        for i, p in enumerate(prompts):
+            for c, w in zip(kv, whole):
+                torch.testing.assert_close(c[:, i * G, :, :len(p)], w[:, i * G, :, :len(p)], rtol=0, atol=1e-5)
+
+
+def test_engine_is_kept_between_calls_and_gives_what_a_fresh_one_gives(pair):
+    """Several calls in a row (greedy and sampled, rows stopping apart, compaction, more rows than the first call)
+    reuse the model's engine and its cache, and sample what each call with a fresh engine samples; a bigger engine,
+    reserved ahead, changes nothing either."""
+    _, ours = pair
+    calls = [dict(prompts=random_prompts([3, 17, 9], seed=16), G=3, temperature=0.0),
+             dict(prompts=random_prompts([12, 30], seed=17), G=4, top_k=30),
+             dict(prompts=random_prompts([5, 8, 2, 20, 7], seed=18), G=3, temperature=0.7, top_p=0.9),
+             dict(prompts=random_prompts([3, 17, 9], seed=16), G=3, temperature=0.0)]
+    kw = dict(max_new_tokens=14, stop_ids=tuple(range(0, VOCAB, 6)), seed=2)
+    fresh = []
+    for call in calls:
+        rollout.ENGINES.pop(ours, None)
+        fresh.append(sample_groups(ours, **call, **kw))
+    rollout.ENGINES.pop(ours, None)
+    for reserve in (0, 64):
+        rollout.engine(ours, reserve, reserve and CONTEXT)
+        first = rollout.engine(ours)
+        for call, want in zip(calls, fresh):
+            got = sample_groups(ours, **call, **kw)
+            assert rollout.engine(ours) is first or not reserve  # only a too-small engine grows
+            for key in ("tokens", "mask", "logprobs", "lengths"):
+                assert torch.equal(got[key], want[key]), key
+        assert rollout.engine(ours).rows >= 15 and len(set(fresh[2]["lengths"].tolist())) > 2
+        rollout.ENGINES.pop(ours, None)
+
+
+def test_a_new_model_object_gets_its_own_engine_and_a_dropped_one_frees_its_own(pair):
+    """FSDP2's sampling model is a new object for each rollout: it gets an engine (and captures) of its own, and the
+    engine goes when the model does; an update in place keeps the engine, and sampling sees the new weights."""
+    _, ours = pair
+    copy = Qwen2.from_state_dict(ours.config, {k: v.clone() for k, v in ours.state_dict().items()}).eval()
+    a = sample_groups(ours, [[1, 2, 3]], 2, 6, temperature=0.0)
+    b = sample_groups(copy, [[1, 2, 3]], 2, 6, temperature=0.0)
+    assert torch.equal(a["tokens"], b["tokens"]) and rollout.engine(copy) is not rollout.engine(ours)
+    kept = rollout.engine(copy)
+    with torch.no_grad():
+        copy.lm_head.weight.mul_(-1)  # in place, as the optimizer does
+    c = sample_groups(copy, [[1, 2, 3]], 2, 6, temperature=0.0)
+    assert rollout.engine(copy) is kept and not torch.equal(c["tokens"], a["tokens"])
+    n = len(rollout.ENGINES)
+    del copy, kept
+    assert len(rollout.ENGINES) == n - 1
+
+
+def fake_cuda_graph(step, pool):
+    """rollout.cuda_graph's contract on the CPU: the step's outputs are static tensors that replay() refreshes."""
+    out = step()
+    replay = lambda: [o.copy_(x) for o, x in zip(out, step())]
+    return type("Graph", (), {"replay": staticmethod(replay)})(), out
+
+
+def test_graphs_are_captured_once_per_shape_for_the_whole_run(pair, monkeypatch):
+    """The CUDA plan's graph bookkeeping with a stand-in graph: over several calls, each (rows, span, sampling)
+    key is captured once and replayed after, and the tokens are the CPU plan's."""
+    _, ours = pair
+    monkeypatch.setattr(rollout, "cuda_graph", fake_cuda_graph)
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: "pool")
+    rollout.ENGINES.pop(ours, None)
+    rollout.engine(ours, 16, CONTEXT)  # reserved ahead, as the memory plan does: the engine never grows
+    prompts = random_prompts([3, 17, 9, 30, 1], seed=19)
+    kw = dict(G=3, max_new_tokens=16, stop_ids=tuple(range(0, VOCAB, 6)), top_k=30)
+    graphs = CUDA_LOGIC._replace(cuda_graphs=True)
+    for call in range(3):
+        want = sample_groups(ours, prompts, seed=call, plan=CPU_PLAN, **kw)
+        got = sample_groups(ours, prompts, seed=call, plan=graphs, **kw)
+        assert torch.equal(got["tokens"], want["tokens"])
+        torch.testing.assert_close(got["logprobs"], want["logprobs"], rtol=0, atol=1e-5)
+        if call == 0:
+            first = rollout.engine(ours).captures
+        assert rollout.engine(ours).captures == len(rollout.engine(ours).graphs)  # once per key
+    assert 0 < first <= rollout.engine(ours).captures < 3 * first  # later calls replay (new keys only if new shapes)
+    rollout.ENGINES.pop(ours, None)
