@@ -4,7 +4,7 @@ into place, so a kill at any moment leaves the previous checkpoint or the new on
 started again with --resume=True continues from the newest one whose files can be read: weights, AdamW moments, every
 RNG stream and the step (which fixes the data position and the learning rate), with metrics.jsonl cut back to that
 step. Also where a run starts: out_dir holds one run (check_out_dir), and the weights are init_from's or, with
-resume, the newest intact checkpoint's (load_start).
+resume, the newest intact checkpoint's (load_start); and where it ends (finish).
 """
 import contextlib
 import json
@@ -12,11 +12,12 @@ import os
 import random
 import shutil
 import tempfile
+import time
 
 import torch
 
 from configurator import UsageError
-from distributed import all_gather, rank_world
+from distributed import all_gather, close, rank_world
 from model import Qwen2, load_tokenizer
 
 
@@ -217,3 +218,18 @@ def write_json(path, obj):
     with open(path + ".tmp", "w") as f:
         json.dump(obj, f, indent=1)
     os.replace(path + ".tmp", path)
+
+
+def finish(out_dir, summary, t_start, model=None, tok_folder=None):
+    """The end of a run, on rank 0: out_dir/model (the model, if given, and tok_folder's tokenizer.json), summary.json
+    and a last line naming every file in out_dir that this run wrote; then the ranks closed."""
+    if rank_world()[0] == 0 and model is not None:  # under FSDP2 the gathered weights, in dtype
+        model.save_pretrained(os.path.join(out_dir, "model"))
+        shutil.copy2(os.path.join(tok_folder, "tokenizer.json"), os.path.join(out_dir, "model"))
+    summary["wall_seconds"] = time.time() - t_start
+    if rank_world()[0] == 0:
+        write_json(os.path.join(out_dir, "summary.json"), summary)
+        files = [n + "/" * os.path.isdir(os.path.join(out_dir, n)) for n in run_files(out_dir)]
+        print(f"done in {summary['wall_seconds']:.0f}s -> {out_dir}: {', '.join(files)}")
+    close()
+    return summary

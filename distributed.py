@@ -35,6 +35,14 @@ def all_gather(obj):
     return out
 
 
+def even_rows(rows, advantages, pad_row):
+    """Under FSDP2 every forward and backward is a collective, so every rank must run as many micro-batches as the
+    busiest one: copies of pad_row, a row without a loss token, pad the others, with zero advantages."""
+    pad = max(all_gather(len(rows))) - len(rows)
+    advantages = torch.zeros(0) if advantages is None else advantages
+    return rows + [pad_row] * pad, torch.cat([advantages, advantages.new_zeros(pad)])
+
+
 def sync_grads(model, params=None):
     """Sum the gradients of params (default: the model's) over ranks. Every rank divides its loss by the global
     normaliser, so the sum is the single-process gradient of the whole batch."""

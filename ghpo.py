@@ -1,39 +1,18 @@
 """
-GHPO (Guided Hybrid Policy Optimization, Liu et al., arXiv 2507.10628) in one file; docs/method.md is the method as
-this project implements it, and the numbers below are its steps.
-
-One RL step (train_step, called by main()'s loop):
-  1. take the next B problems and sample G completions each (rollout.py)
-  2. score every completion with verify.py: accuracy reward in {0, 1} (plus format_reward times a format test)
-  3. from step `start_hint_step` on, for w in hint_ratios (0.25, 0.5, 0.75): every group whose G answers are all wrong
-     is sampled again, whole, from its problem with a hint, the first part w of its reference solution (prompts.py)
-  4. group-normalised advantages  A = (r - mean_group(r)) / (std_group(r) + 1e-4)
-  5. clipped policy-gradient loss over completion tokens only (kernels/loss.py), ppo_epochs updates with AdamW,
-     cosine learning rate with warm-up and grad-norm clipping
-The "hybrid": a hinted group learns to continue a worked solution (guided imitation), the others explore, and both go
-through the one clipped objective in the same batch. At evaluation there are no hints. `method` switches to the
-paper's baselines: grpo, grpo_cl, grpo_cl_hint, dapo (DAPO's dynamic sampling, refilling the step) and dapo_drop (its
-groups without a signal dropped, none refilled), and to resample, GHPO's extra sampling without the hint. The
-relatives that came after it are settings, off by default, in a section of their own below.
-Around this file: prompts.py writes prompts and hints, configurator.py reads the settings, evaluate.py evaluates,
-logbook.py records each step, checkpoint.py writes and resumes checkpoints (and guards out_dir), distributed.py joins
-torchrun's ranks, probes.py probes a base model before RL, data/demo_base.py makes the CPU demo's base model.
-
-The defaults are the CPU demo: a 0.8M-parameter Qwen2 on data/arith.py's task, from the shipped base data/small_base.
-    python ghpo.py --config small.py                          # CPU demo: GHPO from the shipped base model
-    python ghpo.py --config small.py --method=grpo --seed=3 --out_dir=out/x
+GHPO (Guided Hybrid Policy Optimization, Liu et al., arXiv 2507.10628) in one file. docs/method.md is the method as
+this project implements it, its baselines and relatives; the numbers below are its steps. One RL step (train_step):
+1. sample G completions for each of B problems (rollout.py); 2. score them (verify.py); 3. sample every all-wrong group
+again with a hint, the first part w of its reference solution, for w in hint_ratios; 4. group-normalised advantages;
+5. the clipped policy-gradient update (kernels/loss.py).
+    python ghpo.py --config small.py                             # CPU demo: GHPO from the shipped base model
     python ghpo.py --config qwen2.5-math-1.5b.py                 # a real checkpoint on MATH levels 3-5 (one GPU)
-    python ghpo.py --config qwen2.5-math-1.5b.py --resume=True   # continue from out_dir's latest checkpoint
-    python ghpo.py --config qwen2.5-math-1.5b.py --eval_only=True --out_dir=out/eval  # the six benchmarks, no hints
-    torchrun --nproc_per_node=8 ghpo.py --config qwen2.5-math-1.5b.py  # prompts sharded over ranks, grads all-reduced
-    torchrun --nproc_per_node=8 ghpo.py --config qwen2.5-7b.py         # fsdp=True: weights and AdamW state sharded
+    torchrun --nproc_per_node=8 ghpo.py --config qwen2.5-7b.py   # fsdp=True: weights and AdamW state sharded
 """
 import importlib.util
 import math
 import os
 import random
 import re
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -49,28 +28,24 @@ from configurator import UsageError
 from data.arith import arith_task
 from data.datasets import math_task
 from data.demo_base import check_record
-from distributed import all_gather, all_sum, close, exit_process, full_state, rank_world, setup, shard, sync_grads
+from distributed import all_gather, all_sum, even_rows, exit_process, full_state, rank_world, setup, shard, \
+    sync_grads
 from evaluate import EvalSettings, evaluate, print_table, table_columns, table_title
 from kernels.logprob import fused_logprobs
 from kernels.loss import policy_loss
-from logbook import log_line, open_wandb, print_step, step_record
+from logbook import Generated, StepOutcome, hint_column, log_line, open_wandb, print_step, step_record
 from model import Qwen2, stop_token_ids
-from relatives import hint_scale, replay_groups, truncated
-from rollout import rows_that_fit
-from verify import grade
+from relatives import hint_length, hint_likelihood, hint_scale, replay_groups, truncated
+from verify import format_ok, grade
 
 # -----------------------------------------------------------------------------
 # configuration: every name below can be set in a config file (plain assignments) or with --key=value
 # run
 out_dir = "out/ghpo"          # metrics.jsonl, summary.json, model/ and checkpoints go here (one run per folder)
 seed = 0                      # RL seed (problem order, sampling); the base model was made with its own seed
-method = "ghpo"               # ghpo | grpo | grpo_cl (curriculum) | grpo_cl_hint (curriculum + fixed hint) |
-                              # resample (GHPO's stages without the hint: all-wrong groups sampled again, unhinted) |
-                              # dapo (new problems sampled until the step holds prompts_per_step groups with a signal) |
-                              # dapo_drop (groups without a signal dropped from the loss, none sampled in their place)
+method = "ghpo"               # ghpo | grpo | grpo_cl | grpo_cl_hint | resample | dapo | dapo_drop (docs/method.md)
 device = "cpu"                # cpu | cuda
-dtype = "float32"             # float32 | bfloat16 (parameters and activations; AdamW then updates float32 master
-                              # copies and rounds them back: a bfloat16 weight alone rounds an lr-1e-6 step away)
+dtype = "float32"             # float32 | bfloat16 (weights and activations; AdamW then updates float32 master copies)
 resume = False                # continue from the newest intact checkpoint in out_dir (an error if there is none)
 overwrite = False             # a fresh run into an out_dir holding another run's files removes them first (else: error)
 threads = 0                   # torch CPU threads (0: torch's default)
@@ -87,8 +62,7 @@ hard_levels = (7, 8, 9)       # the "hard" split (arith: the levels the demo bas
 eval_per_level = 100          # held-out problems per evaluation level (arith; the base never trained on them)
 benchmarks = ("aime24", "math500", "olympiadbench", "amc23", "minerva", "gpqa_diamond", "gsm8k")  # task=math
                               # evaluation (data/): the paper's six benchmarks, then GSM8K as an extra
-gpqa_file = "data/gpqa_diamond.csv"  # GPQA-Diamond, the authors' CSV (not shipped: docs/real.md); this default is
-                              # skipped when absent, another path must exist
+gpqa_file = "data/gpqa_diamond.csv"  # GPQA-Diamond's CSV (not shipped: docs/real.md); skipped if this default is absent
 bench_limit = 0               # rows per benchmark (0: all), for quick runs
 aime_samples = 32             # aime24 accuracy: the mean over this many samples per problem (others: greedy)
 eval_temperature = 0.6        # temperature of those samples (top_p 0.95); the paper does not state its own
@@ -96,37 +70,28 @@ eval_only = False             # evaluate init_from (or the resumed checkpoint) w
 chat_template = False         # wrap prompts in the Qwen chat format (real models); the tiny demo model uses plain text
 system_prompt = ""            # system message when chat_template is on
 # model
-init_from = "data/small_base"  # a Hugging Face checkpoint folder: config.json, *.safetensors, tokenizer.json (the
-                              # demo's shipped base model; python -m data.demo_base makes another)
+init_from = "data/small_base"  # a Hugging Face folder: config.json, *.safetensors, tokenizer.json (the demo's base)
 # sampling
 group_size = 8                # G completions per prompt
 max_new_tokens = 120          # completion budget
 temperature = 1.0             # sampling temperature (the loss uses the same temperature)
 top_k = 50                    # TRL's default
 top_p = 1.0                   # nucleus sampling: the smallest set of tokens with this much probability (1.0: off)
-sample_rows = 0               # rows one sampling batch decodes at once (rollout and evaluation); 0: on CUDA as many
-                              # as the free memory holds (rollout.rows_that_fit), on a CPU all of a rollout's and 256
+sample_rows = 0               # rows a sampling batch decodes at once; 0: the memory plan's on CUDA, on a CPU all (256)
 # GHPO
 hint_ratios = (0.25, 0.5, 0.75)  # hint stages, escalated inside one step while a group is still all wrong
 hint_template = prompts.HINT_TEMPLATE  # the words between the problem and a hint in the user message (released code's)
-hint_in_answer = True         # True: the hint opens the answer, cut at a line boundary, and the model continues it
-                              # (the demo); False: the hint follows hint_template in the user message (released code)
+hint_in_answer = True         # True: the hint opens the answer and the model continues it; False: in the user message
 start_hint_step = 0           # cold start: plain GRPO before this step (released code: 0, paper: 20)
 fixed_hint_ratio = 0.5        # grpo_cl_hint: the hint every problem gets
 format_reward = 0.0           # weight of the format reward; the paper uses 0.5 (with accuracy 1.0)
-format_pattern = r".*\\boxed\{"  # format reward 1 when re.match(format_pattern, completion, DOTALL | MULTILINE)
-                              # succeeds, as in the released code (this default: a \boxed{} answer present)
+format_pattern = r".*\\boxed\{"  # format reward 1 when re.match(this, completion, DOTALL | MULTILINE) succeeds
 # GHPO's relatives and rivals (docs/method.md, "Relatives and rivals"), each off by default
-hint_schedule = (1.0,)        # every hint ratio times hint_schedule[k] in the k-th of its equal parts of the run
-                              # (QuestA, arXiv 2507.13266: a 50% then a 25% hint -> (1.0, 0.5)); (1.0,): fixed
-hint_loss_coef = 0.0          # weight of a likelihood term on the hint tokens, their mean negative log-likelihood
-                              # (UFT, arXiv 2505.16984; its code's default 0.001); needs hint_in_answer
-replay_size = 0               # groups with a signal kept to stand in for zero-variance groups (TRL's
-                              # GRPOWithReplayBuffer; its default 64); 0: off
-mask_truncated = False        # completions cut at max_new_tokens get no loss (DAPO's overlong filtering; TRL's
-                              # mask_truncated_completions)
-dapo_max_rounds = 4           # dapo: at most this many sampling rounds of prompts_per_step problems a step (DAPO, arXiv
-                              # 2503.14476; verl's max_num_gen_batches); 4 = GHPO's own most (a round + 3 hint stages)
+hint_schedule = (1.0,)        # hint ratios times hint_schedule[k] in the k-th equal part of the run (QuestA: 1.0, 0.5)
+hint_loss_coef = 0.0          # weight of the hint tokens' mean negative log-likelihood (UFT); needs hint_in_answer
+replay_size = 0               # groups with a signal kept to stand in for groups without one (TRL's replay buffer: 64)
+mask_truncated = False        # completions cut at max_new_tokens get no loss (DAPO's overlong filtering)
+dapo_max_rounds = 4           # dapo: at most this many sampling rounds a step (verl's max_num_gen_batches; GHPO's 4)
 # optimisation
 rl_steps = 60                 # RL steps
 prompts_per_step = 16         # B problems per step
@@ -141,8 +106,7 @@ ppo_epochs = 1                # updates per batch (mu); 1 is the released code (
 eps_low = 0.2                 # clip range below 1
 eps_high = 0.2                # clip range above 1
 kl_coef = 0.0                 # beta of the k3 KL to the frozen base model (released code: 0, no reference model)
-loss_norm = "token"           # token: sum over tokens / tokens in the batch (released code); sequence: paper Eq. 1;
-                              # dr_grpo: sum over tokens / (rows x max_new_tokens), TRL's "dr_grpo"
+loss_norm = "token"           # token (released code) | sequence (paper Eq. 1) | dr_grpo (TRL's): docs/method.md
 eval_interval = 0             # evaluate every this many RL steps as well (0: only before and after)
 ckpt_interval = 0             # write a checkpoint every this many RL steps (0: only at the end)
 wandb_log = False             # also send metrics.jsonl's lines to Weights & Biases (imported only when on)
@@ -163,18 +127,11 @@ def configure(argv, others=()):
     """Apply `--config FILE.py` and `--key=value` to these settings (and to the settings blocks of `others`, another
     command's globals); returns {key: value}."""
     cfg = configurator.configure(argv, [globals(), *others], ROOT)
-    for key, known in (("method", METHODS), ("loss_norm", ("token", "sequence", "dr_grpo")),
-                       ("task", ("arith", "math")), ("dtype", tuple(DTYPES)), ("device", ("cpu", "cuda")),
-                       ("kernel_impl", ("auto", "torch", "triton", "reference"))):
-        if cfg[key] not in known:
-            raise UsageError(f"{key} must be one of {', '.join(known)}, got {cfg[key]!r}")
+    check_ranges(cfg)
     try:
         re.compile(cfg["format_pattern"])
     except re.error as e:
         raise UsageError(f"format_pattern: not a regular expression ({e}): {cfg['format_pattern']!r}") from None
-    if not cfg["hint_schedule"] or not all(isinstance(x, (int, float)) and x >= 0 for x in cfg["hint_schedule"]):
-        raise UsageError(f"hint_schedule must be one or more numbers >= 0, got {cfg['hint_schedule']!r}")
-    check_ranges(cfg)
     if cfg["hint_loss_coef"] and not cfg["hint_in_answer"]:
         raise UsageError("hint_loss_coef > 0 trains on the hint as the model's own text: it needs hint_in_answer=True")
     if cfg["task"] == "arith" and cfg["train_file"]:
@@ -189,9 +146,13 @@ def configure(argv, others=()):
 
 
 def check_ranges(c):
-    """Every number's range: one line naming the setting, before anything loads or is written."""
-    ratios = c["hint_ratios"]
+    """Every setting's choices or range: one line naming the setting, before anything loads or is written."""
+    number, ratios, schedule = lambda x: isinstance(x, (int, float)), c["hint_ratios"], c["hint_schedule"]
     for key, ok, what in (
+            *((k, c[k] in known, "one of " + ", ".join(known)) for k, known in (
+                ("method", METHODS), ("loss_norm", ("token", "sequence", "dr_grpo")), ("task", ("arith", "math")),
+                ("dtype", tuple(DTYPES)), ("device", ("cpu", "cuda")),
+                ("kernel_impl", ("auto", "torch", "triton", "reference")))),
             ("group_size", c["group_size"] >= 2, ">= 2: a group's advantages compare its samples with each other"),
             *((k, c[k] >= 1, ">= 1") for k in ("prompts_per_step", "max_new_tokens", "micro_batch", "ppo_epochs",
                                                "eval_per_level", "aime_samples")),
@@ -205,8 +166,10 @@ def check_ranges(c):
             ("top_p", 0 < c["top_p"] <= 1, "in (0, 1]"), ("grad_clip", c["grad_clip"] > 0, "> 0"),
             *((k, 0 <= c[k] < 1, "in [0, 1)") for k in ("eps_low", "beta1", "beta2", "fixed_hint_ratio")),
             ("warmup_frac", 0 <= c["warmup_frac"] <= 1, "in [0, 1]"),
-            ("hint_ratios", len(ratios) > 0 and all(isinstance(w, (int, float)) and 0 < w < 1 for w in ratios),
+            ("hint_ratios", len(ratios) > 0 and all(number(w) and 0 < w < 1 for w in ratios),
              "one or more ratios in (0, 1) (1 is the whole solution)"),
+            ("hint_schedule", len(schedule) > 0 and all(number(x) and x >= 0 for x in schedule),
+             "one or more numbers >= 0"),
             *((k, len(c[k]) > 0, "one or more levels") for k in ("train_levels", "eval_levels"))):
         if not ok:
             raise UsageError(f"{key} must be {what}, got {c[key]!r}")
@@ -225,16 +188,11 @@ def prompt_ids(tok, problem, ratio=0.0):
 def eval_settings():
     """This run's evaluation settings, as evaluate.py takes them."""
     return EvalSettings(prompt_format(), max_new_tokens, aime_samples, eval_temperature, seed, benchmarks, easy_levels,
-                        hard_levels, lambda model, prompt_list, k, n_new: sampling_rows(model, prompt_list, k, n_new,
-                                                                                         cpu_rows=256))
+                        hard_levels, lambda model, prompt_list, k, n_new: rollout.sampling_rows(
+                            model, prompt_list, k, n_new, DTYPES[dtype], device == "cuda", sample_rows, cpu_rows=256))
 
 # -----------------------------------------------------------------------------
 # steps 1-3: sampling, scoring and the GHPO hint escalation
-
-
-def format_ok(text):
-    """The format reward's test, as the released code computes it (docs/method.md, "One training step", 2)."""
-    return re.match(format_pattern, text, re.DOTALL | re.MULTILINE) is not None
 
 
 def sample_and_score(model, tok, problems, ratios, stop_ids, generator):
@@ -244,7 +202,8 @@ def sample_and_score(model, tok, problems, ratios, stop_ids, generator):
     prompt_list = [prompt_ids(tok, p, r) for p, r in zip(problems, ratios)]
     out = rollout.sample_groups(model, prompt_list, G, max_new_tokens, temperature=temperature, top_k=top_k,
                                 top_p=top_p, stop_ids=stop_ids, generator=generator,
-                                max_rows=sampling_rows(model, prompt_list, G, max_new_tokens))
+                                max_rows=rollout.sampling_rows(model, prompt_list, G, max_new_tokens, DTYPES[dtype],
+                                                               device == "cuda", sample_rows))
     groups = []
     for i, (p, r) in enumerate(zip(problems, ratios)):
         rows = slice(i * G, (i + 1) * G)
@@ -252,16 +211,8 @@ def sample_and_score(model, tok, problems, ratios, stop_ids, generator):
         texts = [tok.decode(t[m].tolist(), skip_special_tokens=True) for t, m in zip(tokens, mask)]
         groups.append(dict(problem=p, ratio=r, prompt=prompt_list[i], tokens=tokens, mask=mask,
                            acc=torch.tensor([float(grade(t, p)) for t in texts]),
-                           fmt=torch.tensor([float(format_ok(t)) for t in texts]), texts=texts))
+                           fmt=torch.tensor([float(format_ok(t, format_pattern)) for t in texts]), texts=texts))
     return groups
-
-
-class Generated(NamedTuple):
-    """What a step sampled in all: every completion, all-wrong groups' regenerations included (the compute it spent)."""
-    completions: int
-    tokens: int               # completion tokens, each up to and including its stop token
-    prompt_tokens: int = 0    # prompt tokens prefilled: each sampled group's prompt once (rollout.py), hints included
-    hint_tokens: int = 0      # of which the hints add (a hinted prompt's length minus its unhinted prompt's)
 
 
 def spent(groups, tok):
@@ -360,7 +311,7 @@ def pack_rows(groups, tok=None):
     """One Row per completion of the groups, in order (with hint_loss_coef, and tok, each marks its hint tokens)."""
     rows = []
     for g in groups:
-        n_hint = hint_length(tok, g) if hint_loss_coef else 0
+        n_hint = hint_length(g["prompt"], prompt_ids(tok, g["problem"])) if hint_loss_coef and g["ratio"] else 0
         rows += [Row(g["prompt"] + tokens[:int(mask.sum())].tolist(), len(g["prompt"]), n_hint)
                  for tokens, mask in zip(g["tokens"], g["mask"])]
     return rows
@@ -391,14 +342,6 @@ def sequence_logprobs(model, rows, dev):
     if fsdp:  # FSDP2 keeps the root's weights gathered after a forward (for the backward): back to the shards
         model.reshard()
     return out  # one (b, L-1) tensor per micro-batch
-
-
-def even_rows(rows, advantages):
-    """Under FSDP2 every forward and backward is a collective, so every rank must run as many micro-batches as the
-    busiest one: rows without a loss token (two ids, both prompt) pad the others, with zero advantages."""
-    pad = max(all_gather(len(rows))) - len(rows)
-    advantages = torch.zeros(0) if advantages is None else advantages
-    return rows + [Row([0, 0], 2)] * pad, torch.cat([advantages, advantages.new_zeros(pad)])
 
 
 @dataclass
@@ -439,7 +382,7 @@ def policy_update(policy, rows, advantages, dev):
     l = -min(p A, clip(p, 1-eps_low, 1+eps_high) A) + beta KL_k3,  p = exp(logp - logp_old)."""
     model, optimizer, master = policy.model, policy.optimizer, policy.master
     if fsdp:
-        rows, advantages = even_rows(rows, advantages)
+        rows, advantages = even_rows(rows, advantages, Row([0, 0], 2))  # a row without a loss token
     # old log-probs are only needed when the policy moves between updates of one batch (mu > 1); with one update
     # the ratio is exactly 1, as in the released code, and the kernel uses the detached new log-probs
     old = sequence_logprobs(model, rows, dev) if ppo_epochs > 1 else None
@@ -462,7 +405,7 @@ def policy_update(policy, rows, advantages, dev):
                                        beta=kl_coef, temperature=temperature, norm=loss_norm, denom=denom,
                                        impl=kernel_impl)
                 hint_loss, hint_nll = hint_likelihood(h, model.lm_head.weight, rows[i:i + micro_batch], targets,
-                                                      n_hint)
+                                                      n_hint, hint_loss_coef, temperature, kernel_impl)
                 (loss + hint_loss).backward()
             except torch.cuda.OutOfMemoryError:
                 raise UsageError(f"out of memory in the update, a micro-batch of {ids.shape[0]} rows x "
@@ -495,25 +438,6 @@ def accumulate_fp32(p, m):
 
 # -----------------------------------------------------------------------------
 # one step
-
-
-@dataclass
-class StepOutcome:
-    """What one rank's share of a step leaves for the log (gathered over the ranks, in rank order)."""
-    acc: list                 # (P, G) accuracy rewards of the final groups
-    rewards: list             # (P, G) rewards: accuracy + format_reward x format
-    stage: list               # (P,) the hint stage each group ended at (0: no hint, s: hint_ratios[s-1])
-    tokens: int               # completion tokens of the final groups
-    loss_stats: list          # per micro-batch statistics of the loss (kernels/loss.py)
-    grad_norm: float          # pre-clip gradient norm (the same on every rank)
-    skipped: bool             # a non-finite loss or gradient: the update was skipped
-    generated: Generated      # everything sampled, regenerations included
-    truncated: int            # completions of the final groups cut by the length limit
-    replayed: int             # groups the update took from the replay buffer instead (replay_size)
-    trained: int = 0          # groups the update trained on
-    train_tokens: int = 0     # prompt + completion tokens of the rows through forward and backward, every ppo epoch
-    sample_s: float = 0.0     # seconds sampling and scoring (hint stages and dapo's refills included)
-    train_s: float = 0.0      # seconds from the rewards to the updated model (advantages, packing, the update)
 
 
 def sampling_model(model):
@@ -557,46 +481,6 @@ def train_step(policy, tok, problems, step, stop_ids, generator, dev, replay=Non
                        ppo_epochs * sum(len(r.ids) for r in rows), t1 - t0, time.time() - t1)
 
 
-def hint_column(record, step):
-    """The step line's hint column: the share of groups at each stage where the method hints (resample: samples
-    again), none where it never does, and grpo_cl_hint's one fixed hint, which every prompt gets."""
-    stages = " ".join(f"{v:.2f}" for v in record["hinted"].values())
-    fixed = fixed_hint_ratio * hint_scale(step, hint_schedule, rl_steps)
-    return {"ghpo": f"hinted {stages}", "resample": f"resampled {stages}",
-            "grpo_cl_hint": f"hinted all at {fixed:.2f}"}.get(method, "")
-
-# -----------------------------------------------------------------------------
-# hint_loss_coef (UFT), OFF BY DEFAULT: GHPO's other relatives are in relatives.py (hint_schedule, replay_size,
-# mask_truncated) and a branch of rollout_with_hints (method=resample)
-
-
-def hint_length(tok, group):
-    """How many of a hinted group's prompt tokens are the hint, which with hint_in_answer ends the prompt: those after
-    its longest common prefix with the unhinted prompt (0 without a hint)."""
-    if not group["ratio"]:
-        return 0
-    plain, hinted = prompt_ids(tok, group["problem"]), group["prompt"]
-    return len(hinted) - next((k for k, (a, b) in enumerate(zip(plain, hinted)) if a != b), len(plain))
-
-
-def hint_likelihood(h, weight, rows, targets, n_hint):
-    """UFT's likelihood term on a micro-batch's hint tokens (docs/method.md, "Relatives and rivals"). Returns a term
-    whose gradient is that of hint_loss_coef x (sum of -log p over these hint tokens) / n_hint, n_hint the step's hint
-    tokens over all micro-batches and ranks, and the mean negative log-likelihood of these tokens (0.0 and None when
-    there are none). The term is policy_loss with advantage hint_loss_coef and no old log-probs: its ratio is exactly
-    1, so its gradient is -hint_loss_coef x d log p / n_hint, the likelihood's, from the same fused kernel (no
-    (tokens, V) logits); its value is not the likelihood, which the second number gives. h: (b, L-1, C)."""
-    if not n_hint:
-        return 0.0, None
-    hint = torch.zeros(targets.shape, device=targets.device)  # (b, L-1): positions whose next token is a hint token
-    for b, row in enumerate(rows):
-        hint[b, row.n_prompt - row.n_hint - 1:row.n_prompt - 1] = 1.0
-    if not hint.any():
-        return 0.0, None
-    term, st = policy_loss(h, weight, targets, hint, torch.full((len(rows),), hint_loss_coef, device=h.device),
-                           temperature=temperature, norm="token", denom=n_hint, impl=kernel_impl)
-    return term, -float(st["logp_mean"])
-
 # -----------------------------------------------------------------------------
 # setup: the machine, data, memory and the starting model
 
@@ -614,55 +498,20 @@ def check_setup(world):
         raise UsageError("fsdp=True shards the model over torchrun's processes: use torchrun --nproc_per_node=N>1")
 
 
-def sampling_rows(model, prompt_list, G, n_new, cpu_rows=0):
-    """Rows one sample_groups call may decode at once (whole groups of G): sample_rows; else on CUDA the rows of the
-    model's engine when check_memory reserved it (the memory plan), or as many as 0.9 of the free memory holds, each
-    row needing its KV cache for the longest prompt + n_new tokens (rollout.row_bytes); else cpu_rows (0: all)."""
-    if sample_rows or device != "cuda":
-        return sample_rows or cpu_rows
-    cache_len = min(max(map(len, prompt_list)) + n_new, model.config.max_position_embeddings)
-    planned = rollout.ENGINES.get(model)
-    if planned is not None and planned.cache_len >= cache_len and planned.rows >= G:
-        return planned.rows // G * G
-    free = torch.cuda.mem_get_info()[0] + torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
-    try:
-        return rows_that_fit(model.config, DTYPES[dtype], cache_len, 0.9 * free, G)
-    except ValueError as e:
-        raise UsageError(f"out of memory for sampling: {e}") from None
-
-
 def check_memory(model, policy, tok, problems, eval_sets):
-    """On CUDA, before the first evaluation: the memory plan (rollout.memory_plan) from the resident state (weights,
-    float32 master weights and AdamW's two moments, which its first step allocates), the longest prompt the run can
-    show (a training problem with its largest hint, or a benchmark's) + max_new_tokens, the largest group (group_size,
-    or aime_samples) and the update's largest micro-batch. The model's sampling engine is allocated at the plan's
-    size, for the whole run (under FSDP2 each sampling copy makes its own). A run that cannot fit stops here with one
-    line; one that fits prints its plan. policy None: evaluation only."""
+    """On CUDA, before the first evaluation: rollout.check_memory for the longest prompt this run can show (a training
+    problem with its largest hint, or a benchmark's), its largest group and the update's micro-batch (policy None:
+    evaluation only); it reserves the sampling engine for the run, or stops the run with one line."""
     if device != "cuda":
         return
     rank, world = rank_world()
-    local = lambda p: p.to_local() if hasattr(p, "to_local") else p  # an FSDP2 shard's own elements
-    moments = 8 * sum(local(p).numel() for group in policy.optimizer.param_groups for p in group["params"]) \
-        if policy else 0
     ratio = max((*hint_ratios, fixed_hint_ratio), default=0.0) if method in ("ghpo", "grpo_cl_hint") else 0.0
     train_len = max((len(prompt_ids(tok, p, ratio)) for p in problems), default=0)
     eval_len = max((len(prompt_ids(tok, p)) for ps in eval_sets.values() for p in ps[rank::world]), default=0)
-    context = model.config.max_position_embeddings
     G = max(group_size if problems else 1, aime_samples if "aime24" in eval_sets else 1)
-    props = torch.cuda.get_device_properties(torch.cuda.current_device())
-    try:
-        plan = rollout.memory_plan(model.config, DTYPES[dtype], props.total_memory,
-                                   torch.cuda.memory_allocated() + moments,
-                                   min(max(train_len, eval_len) + max_new_tokens, context), G,
-                                   micro_batch * min(train_len + max_new_tokens, context) if problems else 0,
-                                   sum(local(p).numel() for p in model.parameters()), bool(policy and policy.master))
-    except ValueError as e:
-        raise UsageError(f"memory: {e}; or shard the model over GPUs (fsdp=True)") from None
-    if not fsdp:
-        rollout.engine(model, plan.rows, plan.cache_len)
-    if rank == 0:
-        print(plan.describe(props.name) + f" (a rollout has {prompts_per_step // world * group_size} rows)")
-    return plan
+    return rollout.check_memory(model, policy and policy.optimizer, bool(policy and policy.master), DTYPES[dtype],
+                                max(train_len, eval_len), max_new_tokens, G, micro_batch if problems else 0,
+                                train_len, fsdp, prompts_per_step // world * group_size, rank)
 
 
 def weights_dtype():
@@ -713,7 +562,7 @@ def main(argv):
                     "eval_rows": {k: len(v) for k, v in eval_sets.items()}}
         print_table(table_title("eval", eval_sets, es), {os.path.basename(summary["model"].rstrip("/")):
                                                          summary["eval"]}, [c for c in columns if c in summary["eval"]])
-        return finish(summary, t_start)
+        return checkpoint.finish(out_dir, summary, t_start)
     order = problem_order(train)
     policy = make_policy(model, ref_model)
     check_memory(model, policy, tok, order[:rl_steps * prompts_per_step], eval_sets)  # before the first evaluation
@@ -760,7 +609,8 @@ def main(argv):
                              replay_size)
         if rank == 0:
             log_line(record, metrics_file, wandb)
-            print_step(record, rl_steps, hint_column(record, step))
+            fixed = fixed_hint_ratio * hint_scale(step, hint_schedule, rl_steps)  # grpo_cl_hint's hint this step
+            print_step(record, rl_steps, hint_column(record, method, fixed))
         if eval_interval and (step + 1) % eval_interval == 0 and step + 1 < rl_steps:
             mid = evaluate(sampling_model(model), tok, eval_sets, stop_ids, es, items=(items := {}))  # prints its line
             if rank == 0:
@@ -775,23 +625,10 @@ def main(argv):
     print_table(table_title("eval", eval_sets, es), {"before": summary["eval_before"],
                                                      "after": summary["eval_after"]}, columns)
     if rank == 0:
-        final.save_pretrained(os.path.join(out_dir, "model"))  # under FSDP2: the gathered weights, in dtype
-        shutil.copy2(os.path.join(init_from, "tokenizer.json"), os.path.join(out_dir, "model"))
         metrics_file.close()
         if wandb:
             wandb.finish()
-    return finish(summary | {"skipped_updates": skipped_updates}, t_start)
-
-
-def finish(summary, t_start):
-    """summary.json written (rank 0), a last line naming every file in out_dir that this run wrote, the ranks closed."""
-    summary["wall_seconds"] = time.time() - t_start
-    if rank_world()[0] == 0:
-        checkpoint.write_json(os.path.join(out_dir, "summary.json"), summary)
-        files = [n + "/" * os.path.isdir(os.path.join(out_dir, n)) for n in checkpoint.run_files(out_dir)]
-        print(f"done in {summary['wall_seconds']:.0f}s -> {out_dir}: {', '.join(files)}")
-    close()
-    return summary
+    return checkpoint.finish(out_dir, summary | {"skipped_updates": skipped_updates}, t_start, final, init_from)
 
 
 def cli(argv):
@@ -805,10 +642,6 @@ def cli(argv):
         print(f"ghpo.py: error: {e}", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    exit_process(cli(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,45 @@
 """
-The record of a ghpo.py step and where it goes: one line of out_dir/metrics.jsonl, one printed line, and with
-wandb_log the same numbers to Weights & Biases (imported only when on, as nanoGPT does it).
+The record of a ghpo.py step (what each rank's share of it leaves: StepOutcome) and where it goes: one line of
+out_dir/metrics.jsonl, one printed line, and with wandb_log the same numbers to Weights & Biases (imported only when
+on, as nanoGPT does it).
 """
 import json
 import os
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 
+class Generated(NamedTuple):
+    """What a step sampled in all: every completion, all-wrong groups' regenerations included (the compute it spent)."""
+    completions: int
+    tokens: int               # completion tokens, each up to and including its stop token
+    prompt_tokens: int = 0    # prompt tokens prefilled: each sampled group's prompt once (rollout.py), hints included
+    hint_tokens: int = 0      # of which the hints add (a hinted prompt's length minus its unhinted prompt's)
+
+
+@dataclass
+class StepOutcome:
+    """What one rank's share of a step leaves for the log (gathered over the ranks, in rank order)."""
+    acc: list                 # (P, G) accuracy rewards of the final groups
+    rewards: list             # (P, G) rewards: accuracy + format_reward x format
+    stage: list               # (P,) the hint stage each group ended at (0: no hint, s: hint_ratios[s-1])
+    tokens: int               # completion tokens of the final groups
+    loss_stats: list          # per micro-batch statistics of the loss (kernels/loss.py)
+    grad_norm: float          # pre-clip gradient norm (the same on every rank)
+    skipped: bool             # a non-finite loss or gradient: the update was skipped
+    generated: Generated      # everything sampled, regenerations included
+    truncated: int            # completions of the final groups cut by the length limit
+    replayed: int             # groups the update took from the replay buffer instead (replay_size)
+    trained: int = 0          # groups the update trained on
+    train_tokens: int = 0     # prompt + completion tokens of the rows through forward and backward, every ppo epoch
+    sample_s: float = 0.0     # seconds sampling and scoring (hint stages and dapo's refills included)
+    train_s: float = 0.0      # seconds from the rewards to the updated model (advantages, packing, the update)
+
+
 def step_record(step, outcomes, levels, seconds, skipped_updates, lr_now, hint_ratios, hard_levels, replay_on):
-    """The step's line of metrics.jsonl, over all ranks' outcomes (ghpo.StepOutcome, in the global batch's order)."""
+    """The step's line of metrics.jsonl, over all ranks' outcomes (StepOutcome, in the global batch's order)."""
     acc = torch.tensor([a for o in outcomes for a in o.acc])  # (B, G)
     rewards = torch.tensor([r for o in outcomes for r in o.rewards])  # (B, G)
     stage, stats = [s for o in outcomes for s in o.stage], [s for o in outcomes for s in o.loss_stats]
@@ -73,3 +103,11 @@ def log_line(line, metrics_file, wandb=None):
     print(json.dumps(line), file=metrics_file, flush=True)
     if wandb:
         wandb.log(line, step=line["step"])
+
+
+def hint_column(record, method, fixed):
+    """The step line's hint column: the share of groups at each stage where the method hints (resample: samples
+    again), none where it never does, and grpo_cl_hint's one fixed hint (ratio `fixed`), which every prompt gets."""
+    stages = " ".join(f"{v:.2f}" for v in record["hinted"].values())
+    return {"ghpo": f"hinted {stages}", "resample": f"resampled {stages}",
+            "grpo_cl_hint": f"hinted all at {fixed:.2f}"}.get(method, "")

@@ -1,10 +1,12 @@
 """
 GHPO's relatives and rivals (docs/method.md, "Relatives and rivals"), each OFF BY DEFAULT and each one setting of
-ghpo.py: hint_schedule (QuestA), replay_size (TRL's replay buffer), mask_truncated (DAPO's overlong filtering). The
-others live where they act in ghpo.py: method=resample (a branch of rollout_with_hints) and hint_loss_coef (UFT,
-hint_likelihood). This module reads no settings: ghpo.py passes them.
+ghpo.py: hint_schedule (QuestA), replay_size (TRL's replay buffer), mask_truncated (DAPO's overlong filtering),
+hint_loss_coef (UFT's likelihood term on the hint). method=resample is a branch of ghpo.rollout_with_hints. This module
+reads no settings: ghpo.py passes them.
 """
 import torch
+
+from kernels.loss import policy_loss
 
 
 def hint_scale(step, schedule, rl_steps):
@@ -39,3 +41,29 @@ def truncated(group, stop_ids):
     lengths = group["mask"].sum(1)  # (G,)
     last = group["tokens"].gather(1, (lengths - 1).clamp(min=0)[:, None])[:, 0]  # (G,)
     return ~torch.isin(last, torch.tensor(list(stop_ids), dtype=last.dtype, device=last.device)) | (lengths == 0)
+
+
+def hint_length(hinted, plain):
+    """How many of a hinted prompt's token ids are the hint, which with hint_in_answer ends the prompt: those after its
+    longest common prefix with the unhinted prompt's ids `plain` (0 without a hint)."""
+    return len(hinted) - next((k for k, (a, b) in enumerate(zip(plain, hinted)) if a != b), len(plain))
+
+
+def hint_likelihood(h, weight, rows, targets, n_hint, coef, temperature, impl="auto"):
+    """UFT's likelihood term on a micro-batch's hint tokens (docs/method.md, "Relatives and rivals"; hint_loss_coef =
+    coef, the rows ghpo.Row). Returns a term whose gradient is that of coef x (sum of -log p over these hint tokens) /
+    n_hint, n_hint the step's hint tokens over all micro-batches and ranks, and the mean negative log-likelihood of
+    these tokens (0.0 and None when there are none). The term is policy_loss with advantage coef and no old
+    log-probs: its ratio is exactly 1, so its gradient is -coef x d log p / n_hint, the likelihood's, from the same
+    fused kernel (no (tokens, V) logits); its value is not the likelihood, which the second number gives.
+    h: (b, L-1, C)."""
+    if not n_hint:
+        return 0.0, None
+    hint = torch.zeros(targets.shape, device=targets.device)  # (b, L-1): positions whose next token is a hint token
+    for b, row in enumerate(rows):
+        hint[b, row.n_prompt - row.n_hint - 1:row.n_prompt - 1] = 1.0
+    if not hint.any():
+        return 0.0, None
+    term, st = policy_loss(h, weight, targets, hint, torch.full((len(rows),), coef, device=h.device),
+                           temperature=temperature, norm="token", denom=n_hint, impl=impl)
+    return term, -float(st["logp_mean"])

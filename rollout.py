@@ -20,6 +20,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from configurator import UsageError
+
 # -----------------------------------------------------------------------------
 # input checks
 
@@ -212,6 +214,50 @@ def memory_plan(config, dtype, total, resident, cache_len, G, update_tokens, n_p
     return plan
 
 
+def check_memory(model, optimizer, masters, dtype, prompt_len, max_new_tokens, G, update_rows, update_len, fsdp,
+                 rollout_rows, rank=0):
+    """A run's memory plan on CUDA, before its first evaluation (memory_plan): the resident state is what is allocated
+    plus, with an optimizer, AdamW's two float32 moments, which its first step allocates (masters: float32 master
+    weights beside the model's); a KV cache row holds the longest prompt the run can show + max_new_tokens; G is its
+    largest group and the update's micro-batch is update_rows rows of update_len + max_new_tokens tokens. The model's
+    engine is allocated at the plan's size for the whole run (under FSDP2 each sampling copy makes its own). A run that
+    cannot fit stops here with one line (UsageError); one that fits prints its plan (rank 0) and gets it back."""
+    local = lambda p: p.to_local() if hasattr(p, "to_local") else p  # an FSDP2 shard's own elements
+    moments = 8 * sum(local(p).numel() for group in optimizer.param_groups for p in group["params"]) if optimizer else 0
+    context = model.config.max_position_embeddings
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    try:
+        plan = memory_plan(model.config, dtype, props.total_memory, torch.cuda.memory_allocated() + moments,
+                           min(prompt_len + max_new_tokens, context), G,
+                           update_rows * min(update_len + max_new_tokens, context),
+                           sum(local(p).numel() for p in model.parameters()), masters)
+    except ValueError as e:
+        raise UsageError(f"memory: {e}; or shard the model over GPUs (fsdp=True)") from None
+    if not fsdp:
+        engine(model, plan.rows, plan.cache_len)
+    if rank == 0:
+        print(plan.describe(props.name) + f" (a rollout has {rollout_rows} rows)")
+    return plan
+
+
+def sampling_rows(model, prompts, G, max_new_tokens, dtype, cuda, rows=0, cpu_rows=0):
+    """Rows one sample_groups call may decode at once (whole groups of G): `rows` if set (sample_rows); else on CUDA
+    the rows of the model's engine when check_memory reserved it (the memory plan), or as many as 0.9 of the free
+    memory holds, each row needing its KV cache for the longest prompt + max_new_tokens (row_bytes); else cpu_rows
+    (0: all)."""
+    if rows or not cuda:
+        return rows or cpu_rows
+    cache_len = min(max(map(len, prompts)) + max_new_tokens, model.config.max_position_embeddings)
+    planned = ENGINES.get(model)
+    if planned is not None and planned.cache_len >= cache_len and planned.rows >= G:
+        return planned.rows // G * G
+    free = torch.cuda.mem_get_info()[0] + torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
+    try:
+        return rows_that_fit(model.config, dtype, cache_len, 0.9 * free, G)
+    except ValueError as e:
+        raise UsageError(f"out of memory for sampling: {e}") from None
+
+
 # -----------------------------------------------------------------------------
 # the sampler
 
@@ -249,7 +295,7 @@ ENGINES = weakref.WeakKeyDictionary()  # model -> its Engine, dropped with the m
 def engine(model, rows=0, cache_len=0):
     """The model's engine, made or grown to hold at least rows x cache_len slots: a bigger cache is a new allocation
     (the old one freed first), which drops the graphs captured on the old. A run that reserves its planned size
-    before its first call (ghpo.check_memory) never grows it."""
+    before its first call (check_memory) never grows it."""
     e = ENGINES.get(model)
     if e is None or e.rows < rows or e.cache_len < cache_len:
         size = (max(rows, e.rows if e else 0), max(cache_len, e.cache_len if e else 0))

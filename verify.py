@@ -6,6 +6,8 @@ Answer extraction and equivalence checking for math RL rewards, safe on hostile 
     verify_choice(completion, letter)      did a multiple-choice completion (GPQA) pick this option letter?
     gold_answer(row, dataset) -> str|None  a dataset row's gold answer, None when empty or unparseable
     is_parseable(answer) -> bool           can verify() score against this gold answer?
+    grade(text, problem) -> bool           a completion's accuracy reward (verify, or verify_choice for GPQA)
+    format_ok(text, pattern) -> bool       the format reward's test: re.match(pattern, text, DOTALL | MULTILINE)
 
 The file reads in the order of the work: extraction (a completion's final answer), normalisation (string to
 string), parsing (string to value), comparison (value against value), then the entry points that chain them.
@@ -1467,6 +1469,11 @@ def grade(text, problem):
     """The accuracy reward of a completion: a multiple-choice problem's option letter (GPQA), else verify's answer
     equivalence."""
     return verify_choice(text, problem["answer"]) if problem.get("choices") else verify(text, problem["answer"])
+
+
+def format_ok(text, pattern):
+    """The format reward's test, as the released GHPO code computes it (docs/method.md, "One training step", 2)."""
+    return re.match(pattern, text, re.DOTALL | re.MULTILINE) is not None
 
 
 def is_parseable(answer):

@@ -102,7 +102,8 @@ def evaluation(args, device, model):
     policy.optimizer.zero_grad(set_to_none=True)
     prompts = sorted((ghpo.prompt_ids(tok, p) for p in evals["olympiadbench"]), key=len)[-plan.rows:]
     prompts = [[t % model.config.vocab_size for t in p][:plan.cache_len - args.new] for p in prompts]  # (tiny vocab)
-    rows = ghpo.sampling_rows(model, prompts, 1, args.new, cpu_rows=plan.rows)
+    rows = rollout.sampling_rows(model, prompts, 1, args.new, ghpo.DTYPES[ghpo.dtype], device.type == "cuda",
+                                 ghpo.sample_rows, cpu_rows=plan.rows)
     if device.type == "cuda":
         sync(device)
         torch.cuda.reset_peak_memory_stats()

@@ -66,8 +66,7 @@ def test_step_line_and_table_titles_say_what_ran(capsys):
               "response_len": 9.0, "grad_norm": 0.1, "tokens_per_s": 10.0, "step_s": 1.0}
     columns = {}
     for method in ghpo.METHODS:
-        ghpo.method = method
-        columns[method] = ghpo.hint_column(record, 0)
+        columns[method] = logbook.hint_column(record, method, ghpo.fixed_hint_ratio)
         logbook.print_step(record, 2, columns[method])
         assert ("hinted" in capsys.readouterr().out) == (method in ("ghpo", "grpo_cl_hint"))
     assert columns["ghpo"] == "hinted 0.25 0.00 0.50" and columns["resample"] == "resampled 0.25 0.00 0.50"

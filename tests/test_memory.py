@@ -1,6 +1,7 @@
-"""ghpo.py's memory plan on the CPU, with torch.cuda's memory queries replaced by numbers: the row batches sampled at
-once, the check that stops a run which cannot fit before its first step, gradients freed after the update, an
-out-of-memory update in one line, and the arithmetic written in configs/qwen2.5-math-1.5b.py for 80 GB and 40 GB."""
+"""The memory plan (rollout.py, as ghpo.py runs it) on the CPU, with torch.cuda's memory queries replaced by numbers:
+the row batches sampled at once, the check that stops a run which cannot fit before its first step, gradients freed
+after the update, an out-of-memory update in one line, and the arithmetic written in configs/qwen2.5-math-1.5b.py for
+80 GB and 40 GB."""
 import types
 import weakref
 
@@ -44,10 +45,9 @@ def fake_cuda(monkeypatch, total, allocated, free=None, reserved=None):
 
 def test_sampling_rows_on_the_cpu_and_as_set():
     model = tiny(50)
-    assert ghpo.sampling_rows(model, [[1] * 9], 8, 16) == 0  # a rollout decodes all its rows at once
-    assert ghpo.sampling_rows(model, [[1] * 9], 8, 16, cpu_rows=256) == 256  # an evaluation 256
-    ghpo.sample_rows = 24
-    assert ghpo.sampling_rows(model, [[1] * 9], 8, 16, cpu_rows=256) == 24
+    assert rollout.sampling_rows(model, [[1] * 9], 8, 16, torch.float32, False) == 0  # a rollout: all its rows at once
+    assert rollout.sampling_rows(model, [[1] * 9], 8, 16, torch.float32, False, cpu_rows=256) == 256  # an evaluation
+    assert rollout.sampling_rows(model, [[1] * 9], 8, 16, torch.float32, False, 24, cpu_rows=256) == 24  # sample_rows
 
 
 def test_sampling_rows_on_cuda_follow_the_free_memory(monkeypatch):
@@ -55,10 +55,10 @@ def test_sampling_rows_on_cuda_follow_the_free_memory(monkeypatch):
     per_row = 2 * 2 * 2 * 8 * 4 * (30 + 16) + 16 * 50  # keys + values, 2 layers x 2 heads x 8 dims, float32; logits
     # free: what the driver reports plus what torch's allocator holds unused; 0.9 of it is used
     fake_cuda(monkeypatch, total=10**9, allocated=5 * 10**8, free=40 * per_row, reserved=5 * 10**8 + 10 * per_row)
-    assert ghpo.sampling_rows(model, [[1] * 30, [2] * 7], 8, 16) == 40  # 0.9 x 50 rows = 45 -> whole groups of 8
+    assert rollout.sampling_rows(model, [[1] * 30, [2] * 7], 8, 16, torch.float32, True) == 40  # 0.9 x 50 = 45 -> 5 x 8
     fake_cuda(monkeypatch, total=10**9, allocated=5 * 10**8, free=8 * per_row)
     with pytest.raises(UsageError, match=r"out of memory for sampling: one group of 8 rows x 46 cache slots"):
-        ghpo.sampling_rows(model, [[1] * 30], 8, 16)
+        rollout.sampling_rows(model, [[1] * 30], 8, 16, torch.float32, True)
 
 
 def test_memory_plan_before_the_first_evaluation_reserves_the_engine(monkeypatch, tok, capsys):
@@ -91,7 +91,7 @@ def test_memory_plan_before_the_first_evaluation_reserves_the_engine(monkeypatch
     plan = ghpo.check_memory(model, policy, tok, problems, eval_sets)
     assert (plan.rows, plan.cache_len) == (16, cache_len)
     assert (rollout.engine(model).rows, rollout.engine(model).cache_len) == (16, cache_len)  # reserved for the run
-    assert ghpo.sampling_rows(model, [[1] * 9], 8, 16) == 16  # every sampling call decodes the engine's rows
+    assert rollout.sampling_rows(model, [[1] * 9], 8, 16, torch.bfloat16, True) == 16  # every call: the engine's rows
     out = capsys.readouterr().out
     assert f"memory plan for the Fake GPU" in out and f"KV cache 16 rows x {cache_len} slots" in out
     assert f"(a rollout has {ghpo.prompts_per_step * 8} rows)" in out

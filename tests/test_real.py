@@ -23,6 +23,7 @@ from data.datasets import BENCHMARKS, PAPER_BENCHMARKS
 from helpers import byte_bpe_tokenizer, sampled
 from test_gpqa import ROWS as GPQA_ROWS, write_csv
 from model import Qwen2, Qwen2Config, load_tokenizer
+from verify import format_ok
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMING = ("tokens_per_s", "step_s", "sample_s", "train_s")
@@ -141,13 +142,13 @@ SPEC_FORMAT = r"^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$"  # the relea
 def test_format_pattern_of_the_real_config_is_the_released_codes(text, ok):
     ghpo.configure(["--config", "qwen2.5-math-1.5b.py"])
     assert ghpo.format_pattern == SPEC_FORMAT and ghpo.format_reward == 0.5
-    assert ghpo.format_ok(text) == ok == bool(re.match(SPEC_FORMAT, text, re.DOTALL | re.MULTILINE))
+    assert format_ok(text, ghpo.format_pattern) == ok == bool(re.match(SPEC_FORMAT, text, re.DOTALL | re.MULTILINE))
 
 
 def test_format_pattern_default_and_bad_pattern():
     ghpo.configure([])  # the demo's: a \boxed{} answer anywhere
-    assert [ghpo.format_ok(t) for t in ("x\ny \\boxed{3} z", "\\boxed{", "boxed{3}", "\\boxed 3", "")] == \
-        [True, True, False, False, False]
+    texts = ("x\ny \\boxed{3} z", "\\boxed{", "boxed{3}", "\\boxed 3", "")
+    assert [format_ok(t, ghpo.format_pattern) for t in texts] == [True, True, False, False, False]
     with pytest.raises(ValueError, match=r"format_pattern: not a regular expression .*'\(<think>'"):
         ghpo.configure(["--format_pattern=(<think>"])
 

@@ -99,10 +99,10 @@ def test_hint_tokens_are_the_hint_that_opens_the_answer(tok):
     completion = tok.encode("\\boxed{1}").ids
     for ratio in (0.25, 0.5, 0.75):
         g = hinted_group(tok, p, ratio, completion)
-        n = ghpo.hint_length(tok, g)
+        n = relatives.hint_length(g["prompt"], ghpo.prompt_ids(tok, p))
         assert tok.decode(g["prompt"][-n:]) == prompts.solution_prefix(p["solution"], ratio, ghpo.prompt_format())
         assert [r.n_hint for r in ghpo.pack_rows([g], tok)] == [n, n]
-    assert ghpo.hint_length(tok, hinted_group(tok, p, 0.0, completion)) == 0
+    assert relatives.hint_length(hinted_group(tok, p, 0.0, completion)["prompt"], ghpo.prompt_ids(tok, p)) == 0
     ghpo.hint_loss_coef = 0.0  # off: no row marks a hint
     assert [r.n_hint for r in ghpo.pack_rows([hinted_group(tok, p, 0.5, completion)], tok)] == [0, 0]
 
@@ -119,7 +119,8 @@ def test_hint_likelihood_has_the_gradient_of_the_weighted_mean_nll_of_the_hint_t
     assert n_hint > 0 and [r.n_hint > 0 for r in rows] == [True, True, False, False]
     ids, targets, _ = ghpo.batch_tensors(rows, "cpu")
     h = model(ids[:, :-1], return_hidden=True)  # (B, L-1, C)
-    term, nll = ghpo.hint_likelihood(h, model.lm_head.weight, rows, targets, n_hint)
+    term, nll = relatives.hint_likelihood(h, model.lm_head.weight, rows, targets, n_hint, 0.3, ghpo.temperature,
+                                          "torch")
     term.backward()
     ours = [w.grad.clone() for w in model.parameters()]
     model.zero_grad()
@@ -135,7 +136,7 @@ def test_hint_likelihood_has_the_gradient_of_the_weighted_mean_nll_of_the_hint_t
     for a, w in zip(ours, model.parameters()):
         torch.testing.assert_close(a, w.grad, atol=1e-6, rtol=1e-4)
     assert abs(nll - float(-logp[at_hint].mean().detach())) < 1e-5
-    assert ghpo.hint_likelihood(h, model.lm_head.weight, rows[2:], targets[2:], n_hint) == (0.0, None)
+    assert relatives.hint_likelihood(h, model.lm_head.weight, rows[2:], targets[2:], n_hint, 0.3, 1.0) == (0.0, None)
 
 
 def test_policy_update_adds_the_hint_term_only_when_on(tok):
