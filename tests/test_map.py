@@ -155,3 +155,18 @@ def test_reach_probe_tells_whole_chains_from_lucky_answers(tok, monkeypatch):
     assert out["right_samples"]["L7"] == 5 / 12 and out["chain_samples"]["L7"] == 4 / 12
     assert ghpo.group_size == 8 or ghpo.group_size != 4  # restored after the probe
     assert probes.whole_chain(problems[0]["solution"], problems[0]) and not probes.whole_chain(lucky, problems[1])
+
+
+def test_the_committed_map_data_gives_the_documented_numbers():
+    """docs/hints.md's table of the 0.9 base, recomputed from docs/hints_data by compare.py's own report: the data and
+    the command that the page says reproduce it do."""
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "hints_data", "slip0.9")
+    opts = dict(compare.MAP_OPTIONS, reach="0.5")
+    t = compare.base_table(folder, opts)
+    assert t["info"]["slip_rate"] == 0.9 and len(t["rows"]) == 15
+    points = lambda pair, endpoint: tuple(round(100 * x, 1) for x in t["pairs"][pair][endpoint])
+    assert points("ghpo - resample", "hard") == (55.0, 46.0, 63.4)
+    assert points("ghpo - grpo_g12", "hard") == (55.1, 46.3, 63.4)
+    assert points("ghpo - dapo", "hard") == (54.9, 46.0, 63.2)
+    assert points("ghpo - resample", "easy") == (-7.4, -10.6, -4.4)
+    assert points("ghpo - resample", "hard@tokens+prompt") == (51.7, 44.5, 58.5)
