@@ -170,3 +170,7 @@ def test_the_committed_map_data_gives_the_documented_numbers():
     assert points("ghpo - dapo", "hard") == (54.9, 46.0, 63.2)
     assert points("ghpo - resample", "easy") == (-7.4, -10.6, -4.4)
     assert points("ghpo - resample", "hard@tokens+prompt") == (51.7, 44.5, 58.5)
+    t = compare.base_table(folder.replace("slip0.9", "slip0.8"), opts)
+    assert t["info"]["slip_rate"] == 0.8 and len(t["rows"]) == 15
+    assert points("ghpo - resample", "hard") == (60.6, 55.4, 65.6)
+    assert points("ghpo - grpo_g10", "hard") == (61.6, 56.1, 66.7)
