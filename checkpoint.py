@@ -36,9 +36,10 @@ RUN_FILES = ("metrics.jsonl", "summary.json", "model")  # with ckpt-* and .tmp-c
 
 
 def run_files(out_dir):
-    """The names in out_dir that a run wrote (RUN_FILES, checkpoints and their temporary folders), sorted."""
+    """The names in out_dir that a run wrote (RUN_FILES, checkpoints and their temporary folders, a checkpoint's
+    eval_only table), sorted."""
     names = os.listdir(out_dir) if os.path.isdir(out_dir) else []
-    return sorted(n for n in names if n in RUN_FILES or n.startswith(("ckpt-", ".tmp-ckpt-")))
+    return sorted(n for n in names if n in RUN_FILES or n.startswith(("ckpt-", ".tmp-ckpt-", "eval-ckpt-")))
 
 
 def check_out_dir(out_dir, resume, overwrite, rank=0):
@@ -220,15 +221,15 @@ def write_json(path, obj):
     os.replace(path + ".tmp", path)
 
 
-def finish(out_dir, summary, t_start, model=None, tok_folder=None):
-    """The end of a run, on rank 0: out_dir/model (the model, if given, and tok_folder's tokenizer.json), summary.json
-    and a last line naming every file in out_dir that this run wrote; then the ranks closed."""
+def finish(out_dir, summary, t_start, model=None, tok_folder=None, name=None):
+    """The end of a run, on rank 0: out_dir/model (the model, if given, and tok_folder's tokenizer.json), the summary
+    (summary.json, or name) and a last line naming every file in out_dir that this run wrote; then the ranks closed."""
     if rank_world()[0] == 0 and model is not None:  # under FSDP2 the gathered weights, in dtype
         model.save_pretrained(os.path.join(out_dir, "model"))
         shutil.copy2(os.path.join(tok_folder, "tokenizer.json"), os.path.join(out_dir, "model"))
     summary["wall_seconds"] = time.time() - t_start
     if rank_world()[0] == 0:
-        write_json(os.path.join(out_dir, "summary.json"), summary)
+        write_json(os.path.join(out_dir, name or "summary.json"), summary)
         files = [n + "/" * os.path.isdir(os.path.join(out_dir, n)) for n in run_files(out_dir)]
         print(f"done in {summary['wall_seconds']:.0f}s -> {out_dir}: {', '.join(files)}")
     close()

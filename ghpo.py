@@ -155,7 +155,7 @@ def check_ranges(c):
                 ("kernel_impl", ("auto", "torch", "triton", "reference")))),
             ("group_size", c["group_size"] >= 2, ">= 2: a group's advantages compare its samples with each other"),
             *((k, c[k] >= 1, ">= 1") for k in ("prompts_per_step", "max_new_tokens", "micro_batch", "ppo_epochs",
-                                               "eval_per_level", "aime_samples")),
+                                               "eval_per_level", "aime_samples", "dapo_max_rounds")),
             *((k, c[k] >= 0, ">= 0") for k in ("rl_steps", "bench_limit", "sample_rows", "threads", "top_k",
                                                "start_hint_step", "eval_interval", "ckpt_interval", "lr",
                                                "weight_decay", "kl_coef", "eps_high", "format_reward",
@@ -562,7 +562,8 @@ def main(argv):
                     "eval_rows": {k: len(v) for k, v in eval_sets.items()}}
         print_table(table_title("eval", eval_sets, es), {os.path.basename(summary["model"].rstrip("/")):
                                                          summary["eval"]}, [c for c in columns if c in summary["eval"]])
-        return checkpoint.finish(out_dir, summary, t_start)
+        # a resumed checkpoint's table goes beside the run's summary.json, never over it
+        return checkpoint.finish(out_dir, summary, t_start, name=f"eval-{os.path.basename(ckpt)}.json" if ckpt else None)
     order = problem_order(train)
     policy = make_policy(model, ref_model)
     check_memory(model, policy, tok, order[:rl_steps * prompts_per_step], eval_sets)  # before the first evaluation

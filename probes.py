@@ -142,8 +142,9 @@ def main(argv):
     ghpo.configure(argv, [globals()])
     if ghpo.task != "arith":
         raise UsageError("the probes are for the demo task (task=arith): they read worked solutions line by line")
-    if probe_per_level < 1:
-        raise UsageError(f"probe_per_level must be >= 1, got {probe_per_level}")
+    for key, value in (("probe_per_level", probe_per_level), ("pass_k", pass_k)):
+        if value < 1:
+            raise UsageError(f"{key} must be >= 1, got {value}")
     if ghpo.threads:
         torch.set_num_threads(ghpo.threads)
     ghpo.check_setup(world=1)

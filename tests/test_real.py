@@ -212,6 +212,11 @@ def test_resume_after_kill_equals_uninterrupted_run(tiny, tmp_path, capsys):
     assert sorted(n for n in os.listdir(cut) if "ckpt" in n) == ["ckpt-000006"]  # older and temporary ones removed
     with pytest.raises(ValueError, match=r"written with other settings: lr=0.001 \(now 0.01\)"):
         ghpo.main(real_args(tiny, cut, *extra, "--resume=True", "--lr=1e-2"))
+    # the finished run's last checkpoint evaluated again: its table goes beside summary.json, never over it
+    kept = (cut / "summary.json").read_bytes()
+    ghpo.main(real_args(tiny, cut, *extra, "--resume=True", "--eval_only=True"))
+    assert (cut / "summary.json").read_bytes() == kept
+    assert json.loads((cut / "eval-ckpt-000006.json").read_text())["model"] == str(cut / "ckpt-000006" / "model")
 
 
 def test_non_finite_gradients_skip_the_update(tiny):
