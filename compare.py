@@ -389,7 +389,8 @@ MAP_OPTIONS = {"pairs": "ghpo:resample,ghpo:grpo_g*,ghpo:dapo",  # A:B, each A -
                # method of a base whose name starts so (the compute-matched GRPO's G differs from base to base)
                "reach": "0.75",        # tokens to reach this hard accuracy (linear between evaluations; None: never)
                "map": "",              # --report: the map figure's png ("": none)
-               "resamples": "2000", "boot_seed": "0"}  # the paired bootstrap: resamples and its fixed seed
+               "resamples": "2000", "boot_seed": "0",  # the paired bootstrap: resamples and its fixed seed
+               "margin": "0.05"}       # the criterion's margin (docs/hints.md): inside (-margin, +margin) is "suffices"
 
 
 class Point(NamedTuple):
@@ -538,6 +539,20 @@ def interval(v):
     return "-" if v is None else f"{100 * v[0]:+.1f} [{100 * v[1]:+.1f}, {100 * v[2]:+.1f}]"
 
 
+def reading(v, margin, other):
+    """The design's criterion (docs/hints.md) applied to a GHPO - X interval, the same for both answers."""
+    if v is None:
+        return "-"
+    lo, hi = v[1], v[2]
+    if 0 < lo and hi < margin:
+        return "a lead under the margin"
+    if lo > 0:
+        return "the hint carries the lead"
+    if -margin < lo and hi < margin:
+        return f"{other} suffices"
+    return f"{other} leads" if hi < 0 else "inconclusive"
+
+
 def print_base(t):
     """Print base_table's numbers: every run, each method's mean, and each pair's differences in points."""
     f3 = lambda v: "-" if v is None else f"{v:.3f}"
@@ -570,22 +585,27 @@ def print_base(t):
 
 
 def map_report(folders, opts):
-    """--report: every base's table, then the map (GHPO's lead per pair against the base's slip rate)."""
+    """--report: every base's table, then the map (GHPO's lead per pair against the base's slip rate, each interval
+    read by the criterion)."""
     tables = [base_table(f, opts) for f in folders]
     for t in tables:
         print_base(t)
-    print("the map: per pair, hard after RL | at equal generated tokens (points, 95% interval), by slip rate")
+    margin = float(opts["margin"])
+    print(f"the map: per pair, hard after RL | at equal generated + prompt tokens (points, 95% interval; the criterion "
+          f"with a margin of {100 * margin:g} points), by slip rate")
     for t in sorted(tables, key=lambda t: (t["info"]["slip_rate"] is None, t["info"]["slip_rate"] or 0)):
         for name, out in t["pairs"].items():
-            print(f"  slip {t['info']['slip_rate']} {name}: {interval(out['hard'])} | {interval(out['hard@tokens'])}")
+            x = name.split(" - ")[1]
+            print(f"  slip {t['info']['slip_rate']} {name}: {interval(out['hard'])} {reading(out['hard'], margin, x)} "
+                  f"| {interval(out['hard@tokens+prompt'])} {reading(out['hard@tokens+prompt'], margin, x)}")
     if opts["map"]:
         plot_map(tables, opts["map"])
     return tables
 
 
 def plot_map(tables, path):
-    """The map figure: GHPO's lead per pair against the base's slip rate (after RL; at equal generated tokens), with
-    the 95% intervals, and the reach probes of each base beside it."""
+    """The map figure: GHPO's lead per pair against the base's slip rate (after RL; at equal generated + prompt tokens,
+    the hint's tokens counted), with the 95% intervals, and the reach probes of each base beside it."""
     try:
         import matplotlib  # optional, as for compare.png
         matplotlib.use("Agg")
@@ -597,7 +617,7 @@ def plot_map(tables, path):
     fig, axes = plt.subplots(1, 3, figsize=(18, 5))
     pairs = sorted({p["pair"] for t in tables for p in t["pairs"].values()})
     for ax, endpoint, title in ((axes[0], "hard", "lead on hard accuracy after RL"),
-                                (axes[1], "hard@tokens", "lead on hard accuracy at equal generated tokens")):
+                                (axes[1], "hard@tokens+prompt", "lead at equal generated + prompt tokens")):
         for k, pair in enumerate(pairs):
             pts = [(t["info"]["slip_rate"], v[endpoint]) for t in tables for v in t["pairs"].values()
                    if v["pair"] == pair and v[endpoint] is not None]
