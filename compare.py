@@ -599,13 +599,14 @@ def map_report(folders, opts):
             print(f"  slip {t['info']['slip_rate']} {name}: {interval(out['hard'])} {reading(out['hard'], margin, x)} "
                   f"| {interval(out['hard@tokens+prompt'])} {reading(out['hard@tokens+prompt'], margin, x)}")
     if opts["map"]:
-        plot_map(tables, opts["map"])
+        plot_map(tables, opts["map"], margin)
     return tables
 
 
-def plot_map(tables, path):
+def plot_map(tables, path, margin=0.05):
     """The map figure: GHPO's lead per pair against the base's slip rate (after RL; at equal generated + prompt tokens,
-    the hint's tokens counted), with the 95% intervals, and the reach probes of each base beside it."""
+    the hint's tokens counted), with the 95% intervals and the criterion's margin, and the reach probes of each base
+    beside it."""
     try:
         import matplotlib  # optional, as for compare.png
         matplotlib.use("Agg")
@@ -627,6 +628,7 @@ def plot_map(tables, path):
                 err = [[100 * (v[0] - v[1]) for _, v in pts], [100 * (v[2] - v[0]) for _, v in pts]]
                 ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=pair.replace(":", " - "))
         ax.axhline(0, color="grey", lw=0.8)
+        ax.axhspan(-100 * margin, 100 * margin, color="grey", alpha=0.15, label=f"the margin, +-{100 * margin:g} points")
         ax.set(title=title, xlabel="base slip rate (harder ->)", ylabel="points (95% paired bootstrap)")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)

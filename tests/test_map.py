@@ -158,8 +158,8 @@ def test_reach_probe_tells_whole_chains_from_lucky_answers(tok, monkeypatch):
 
 
 def test_the_committed_map_data_gives_the_documented_numbers():
-    """docs/hints.md's table of the 0.9 base, recomputed from docs/hints_data by compare.py's own report: the data and
-    the command that the page says reproduce it do."""
+    """docs/hints.md's tables of the four bases, recomputed from docs/hints_data by compare.py's own report: the data
+    and the command that the page says reproduce it do."""
     folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "hints_data", "slip0.9")
     opts = dict(compare.MAP_OPTIONS, reach="0.5")
     t = compare.base_table(folder, opts)
@@ -174,6 +174,20 @@ def test_the_committed_map_data_gives_the_documented_numbers():
     assert t["info"]["slip_rate"] == 0.8 and len(t["rows"]) == 15
     assert points("ghpo - resample", "hard") == (60.6, 55.4, 65.6)
     assert points("ghpo - grpo_g10", "hard") == (61.6, 56.1, 66.7)
+    read = lambda pair, endpoint: compare.reading(t["pairs"][pair][endpoint], 0.05, pair.split(" - ")[1])
+    t = compare.base_table(folder.replace("slip0.9", "slip0.7"), opts)
+    assert t["info"]["slip_rate"] == 0.7 and len(t["rows"]) == 15
+    assert points("ghpo - resample", "hard") == (6.7, 1.4, 12.0) and read("ghpo - resample", "hard") == \
+        "the hint carries the lead"
+    assert points("ghpo - resample", "hard@tokens+prompt") == (21.3, 6.2, 36.9)
+    assert points("ghpo - grpo_g10", "hard") == (53.7, 41.7, 63.3)
+    assert points("ghpo - dapo", "hard") == (30.7, 15.7, 44.0)
+    t = compare.base_table(folder.replace("slip0.9", "slip0.6"), opts)
+    assert t["info"]["slip_rate"] == 0.6 and len(t["rows"]) == 15
+    assert points("ghpo - resample", "hard") == (0.7, -5.3, 7.3) and read("ghpo - resample", "hard") == "inconclusive"
+    assert points("ghpo - grpo_g10", "hard") == (20.8, 15.7, 26.2)
+    assert points("ghpo - dapo", "hard") == (30.4, 24.7, 36.3)
+    assert points("ghpo - resample", "easy") == (2.0, -0.7, 5.0)
 
 
 @pytest.mark.parametrize("interval, want", [
