@@ -220,10 +220,14 @@ def check_memory(model, optimizer, masters, dtype, prompt_len, max_new_tokens, G
     plus, with an optimizer, AdamW's two float32 moments, which its first step allocates (masters: float32 master
     weights beside the model's); a KV cache row holds the longest prompt the run can show + max_new_tokens; G is its
     largest group and the update's micro-batch is update_rows rows of update_len + max_new_tokens tokens. The model's
-    engine is allocated at the plan's size for the whole run (under FSDP2 each sampling copy makes its own). A run that
-    cannot fit stops here with one line (UsageError); one that fits prints its plan (rank 0) and gets it back."""
+    engine is allocated at the plan's size for the whole run (under FSDP2 each sampling copy makes its own, and the
+    gathered copy, whole weights in dtype, is counted as resident: it exists while a rollout or evaluation runs, so
+    the update's peak is over-counted by it). A run that cannot fit stops here with one line (UsageError); one that
+    fits prints its plan (rank 0) and gets it back."""
     local = lambda p: p.to_local() if hasattr(p, "to_local") else p  # an FSDP2 shard's own elements
     moments = 8 * sum(local(p).numel() for group in optimizer.param_groups for p in group["params"]) if optimizer else 0
+    if fsdp:  # ghpo.sampling_model's plain copy of the gathered weights (a DTensor's numel is the whole tensor's)
+        moments += sum(p.numel() for p in model.parameters()) * torch.empty((), dtype=dtype).element_size()
     context = model.config.max_position_embeddings
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
     try:

@@ -95,6 +95,11 @@ def test_memory_plan_before_the_first_evaluation_reserves_the_engine(monkeypatch
     out = capsys.readouterr().out
     assert f"memory plan for the Fake GPU" in out and f"KV cache 16 rows x {cache_len} slots" in out
     assert f"(a rollout has {ghpo.prompts_per_step * 8} rows)" in out
+    # under FSDP2 the gathered sampling copy (whole weights in bfloat16) is resident beside the shards
+    fake_cuda(monkeypatch, total=80 * 2**30, allocated=1000)
+    sharded = rollout.check_memory(model, policy.optimizer, True, torch.bfloat16, cache_len - 100, 100, 16, 4,
+                                   train_len, True, 128)
+    assert sharded.resident - plan.resident == 2 * n
 
 
 def test_memory_check_comes_before_the_first_evaluation(monkeypatch, tmp_path):
