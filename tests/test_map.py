@@ -188,6 +188,10 @@ def test_the_committed_map_data_gives_the_documented_numbers():
     assert points("ghpo - grpo_g10", "hard") == (20.8, 15.7, 26.2)
     assert points("ghpo - dapo", "hard") == (30.4, 24.7, 36.3)
     assert points("ghpo - resample", "easy") == (2.0, -0.7, 5.0)
+    t = compare.base_table(folder.replace("slip0.9", "slip0.75"), opts)  # the fresh base: ghpo and resample alone
+    assert t["info"]["slip_rate"] == 0.75 and len(t["rows"]) == 6 and list(t["pairs"]) == ["ghpo - resample"]
+    assert round(t["info"]["chain_k"], 3) == 0.013 and round(t["info"]["pass_k"], 3) == 0.093
+    assert points("ghpo - resample", "hard") == (34.6, 23.8, 47.3)
 
 
 @pytest.mark.parametrize("interval, want", [
