@@ -226,12 +226,12 @@ def check_memory(model, optimizer, masters, dtype, prompt_len, max_new_tokens, G
     fits prints its plan (rank 0) and gets it back."""
     local = lambda p: p.to_local() if hasattr(p, "to_local") else p  # an FSDP2 shard's own elements
     moments = 8 * sum(local(p).numel() for group in optimizer.param_groups for p in group["params"]) if optimizer else 0
-    if fsdp:  # ghpo.sampling_model's plain copy of the gathered weights (a DTensor's numel is the whole tensor's)
-        moments += sum(p.numel() for p in model.parameters()) * torch.empty((), dtype=dtype).element_size()
+    # under FSDP2, ghpo.sampling_model's plain copy of the gathered weights (a DTensor's numel is the whole tensor's)
+    gathered = sum(p.numel() for p in model.parameters()) * dtype.itemsize if fsdp else 0
     context = model.config.max_position_embeddings
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
     try:
-        plan = memory_plan(model.config, dtype, props.total_memory, torch.cuda.memory_allocated() + moments,
+        plan = memory_plan(model.config, dtype, props.total_memory, torch.cuda.memory_allocated() + moments + gathered,
                            min(prompt_len + max_new_tokens, context), G,
                            update_rows * min(update_len + max_new_tokens, context),
                            sum(local(p).numel() for p in model.parameters()), masters)

@@ -158,7 +158,7 @@ def test_reach_probe_tells_whole_chains_from_lucky_answers(tok, monkeypatch):
 
 
 def test_the_committed_map_data_gives_the_documented_numbers():
-    """docs/hints.md's tables of the four bases, recomputed from docs/hints_data by compare.py's own report: the data
+    """docs/hints.md's tables of every base, recomputed from docs/hints_data by compare.py's own report: the data
     and the command that the page says reproduce it do."""
     folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "hints_data", "slip0.9")
     opts = dict(compare.MAP_OPTIONS, reach="0.5")
