@@ -192,6 +192,9 @@ def test_the_committed_map_data_gives_the_documented_numbers():
     assert t["info"]["slip_rate"] == 0.75 and len(t["rows"]) == 6 and list(t["pairs"]) == ["ghpo - resample"]
     assert round(t["info"]["chain_k"], 3) == 0.013 and round(t["info"]["pass_k"], 3) == 0.093
     assert points("ghpo - resample", "hard") == (34.6, 23.8, 47.3)
+    t = compare.base_table(folder.replace("slip0.9", "slip0.7-b1"), opts)  # base seed 1: the prediction's test
+    assert t["info"]["slip_rate"] == 0.7 and len(t["rows"]) == 6 and round(t["info"]["pass_k"], 3) == 0.247
+    assert points("ghpo - resample", "hard") == (7.6, -0.3, 14.7) and read("ghpo - resample", "hard") == "inconclusive"
 
 
 @pytest.mark.parametrize("interval, want", [
