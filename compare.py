@@ -603,7 +603,7 @@ def map_report(folders, opts):
     return tables
 
 
-def plot_map(tables, path, margin=0.05):
+def plot_map(tables, path, margin):
     """The map figure: GHPO's lead per pair against the base's slip rate (after RL; at equal generated + prompt tokens,
     the hint's tokens counted), with the 95% intervals and the criterion's margin, and the reach probes of each base
     beside it."""
@@ -628,7 +628,8 @@ def plot_map(tables, path, margin=0.05):
                 err = [[100 * (v[0] - v[1]) for _, v in pts], [100 * (v[2] - v[0]) for _, v in pts]]
                 ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=pair.replace(":", " - "))
         ax.axhline(0, color="grey", lw=0.8)
-        ax.axhspan(-100 * margin, 100 * margin, color="grey", alpha=0.15, label=f"the margin, +-{100 * margin:g} points")
+        ax.axhspan(-100 * margin, 100 * margin, color="grey", alpha=0.15,
+                   label=f"the margin, +-{100 * margin:g} points")
         ax.set(title=title, xlabel="base slip rate (harder ->)", ylabel="points (95% paired bootstrap)")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)

@@ -562,8 +562,8 @@ def main(argv):
                     "eval_rows": {k: len(v) for k, v in eval_sets.items()}}
         print_table(table_title("eval", eval_sets, es), {os.path.basename(summary["model"].rstrip("/")):
                                                          summary["eval"]}, [c for c in columns if c in summary["eval"]])
-        # a resumed checkpoint's table goes beside the run's summary.json, never over it
-        return checkpoint.finish(out_dir, summary, t_start, name=f"eval-{os.path.basename(ckpt)}.json" if ckpt else None)
+        name = f"eval-{os.path.basename(ckpt)}.json" if ckpt else None  # beside a resumed run's summary.json, not over
+        return checkpoint.finish(out_dir, summary, t_start, name=name)
     order = problem_order(train)
     policy = make_policy(model, ref_model)
     check_memory(model, policy, tok, order[:rl_steps * prompts_per_step], eval_sets)  # before the first evaluation

@@ -200,6 +200,7 @@ def test_the_committed_map_data_gives_the_documented_numbers():
 @pytest.mark.parametrize("interval, want", [
     ((0.55, 0.46, 0.63), "the hint carries the lead"), ((0.067, 0.014, 0.12), "the hint carries the lead"),
     ((0.02, 0.005, 0.04), "a lead under the margin"), ((0.01, -0.03, 0.04), "resample suffices"),
-    ((0.02, -0.06, 0.10), "inconclusive"), ((-0.2, -0.3, -0.1), "resample leads"), ((-0.02, -0.07, 0.0), "inconclusive")])
+    ((0.02, -0.06, 0.10), "inconclusive"), ((-0.2, -0.3, -0.1), "resample leads"),
+    ((-0.02, -0.07, 0.0), "inconclusive")])
 def test_the_criterion_reads_an_interval_the_same_way_for_both_answers(interval, want):
     assert compare.reading(interval, 0.05, "resample") == want

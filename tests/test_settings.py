@@ -50,7 +50,8 @@ BAD = [("group_size=0", "group_size must be >= 2"), ("group_size=1", "group_size
        ("eval_levels=()", "eval_levels must be"), ("start_hint_step=-1", "start_hint_step must be >= 0"),
        ("sample_rows=-1", "sample_rows must be >= 0"), ("threads=-2", "threads must be >= 0"),
        ("replay_size=-1", "replay_size must be >= 0"), ("hint_loss_coef=-1", "hint_loss_coef must be >= 0"),
-       ("dapo_max_rounds=0", "dapo_max_rounds must be >= 1"), ("kernel_impl=fast", "kernel_impl must be one of"), ("device=mps", "device must be one of"),
+       ("dapo_max_rounds=0", "dapo_max_rounds must be >= 1"), ("kernel_impl=fast", "kernel_impl must be one of"),
+       ("device=mps", "device must be one of"),
        ("train_file=data/train.jsonl", "train_file='data/train.jsonl': the demo task (task=arith) makes its own"),
        ("gpqa_file=nowhere/gpqa.csv", "gpqa_file: 'nowhere/gpqa.csv' not found")]
 if importlib.util.find_spec("wandb") is None:  # not a requirement: where it is missing, asking for it is an error
